@@ -1,0 +1,48 @@
+"""Plain GET endpoints mounted beside the BentoML APIs, which accept POST only."""
+
+from __future__ import annotations
+
+import bentoml
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from service.schemas import TaxonomyList
+
+
+def _service():
+    service = bentoml.get_current_service()
+    if service is None or not getattr(service, "ready", False):
+        return None
+    return service
+
+
+async def taxonomies(_: Request) -> JSONResponse:
+    service = _service()
+    if service is None:
+        return JSONResponse({"error": "the model is still loading; retry shortly", "field": None}, status_code=503)
+    body = TaxonomyList(taxonomies=service.engine.taxonomy_infos())
+    return JSONResponse(body.model_dump())
+
+
+async def healthz(_: Request) -> JSONResponse:
+    service = _service()
+    if service is None:
+        return JSONResponse({"status": "loading"}, status_code=503)
+    info = service.engine.info()
+    return JSONResponse(
+        {
+            "status": "ok",
+            "model": info.model_id,
+            "backend": info.backend,
+            "device": info.device,
+            "dtype": info.dtype,
+            "taxonomies": service.engine.taxonomy_names(),
+            "max_batch_size": service.config.batching.max_batch_size,
+        }
+    )
+
+
+def build_routes_app() -> Starlette:
+    return Starlette(routes=[Route("/taxonomies", taxonomies, methods=["GET"]), Route("/healthz", healthz, methods=["GET"])])

@@ -1,0 +1,361 @@
+"""The BentoML service: HTTP API, adaptive batching and lifecycle.
+
+Every image, from HTTP, gRPC or annotation assist, goes through
+`Classifier.classify_images`: decode and checks in a worker thread, then each
+prompt of its protocol through the batchable `generate_batch` API, so BentoML's
+adaptive batcher merges images from all clients into model batches.
+
+Run: `bentoml serve service.service:Classifier` (see service/config.yaml).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Annotated
+
+import anyio
+import bentoml
+from pydantic import BaseModel, Field
+
+from service import metrics
+from service.auth import ApiKeyMiddleware
+from service.config import load_config
+from service.engine import Engine
+from service.errors import (
+    ServiceError,
+    backend_failed,
+    invalid_image,
+    invalid_parameter,
+    overloaded,
+    timed_out,
+)
+from service.images import ImageError, ImageLimits, decode_image
+from service.protocols import ModelAnswer, Outcome, ParameterError, PromptRequest
+from service.http_routes import build_routes_app
+from service.requests import build_params, record_error, record_result
+from service.schemas import BatchClassifyResult, ClassifyParams, ClassifyResult, StageTimings
+
+logger = logging.getLogger("mllm_classify.service")
+
+CONFIG = load_config()
+
+
+class BatchItem(BaseModel):
+    """One prompt about one registered image, as queued for the batcher."""
+
+    image_key: str
+    request_id: str
+    text: str
+    prompt_id: str
+    mode: str = "generate"
+    choices: list[str] = Field(default_factory=list)
+    num_beams: int = 1
+    max_new_tokens: int
+    enqueued_at: float
+
+
+class BatchOutput(BaseModel):
+    text: str = ""
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    choice_scores: list[float] | None = None
+    class_scores: dict[str, float] | None = None
+    queue_s: float = 0.0
+    preprocess_s: float = 0.0
+    generate_s: float = 0.0
+    batch_size: int = 1
+
+
+@bentoml.service(
+    name="mllm_classify",
+    workers=CONFIG.server.workers,
+    traffic={"timeout": CONFIG.limits.request_timeout_s + 30},
+)
+class Classifier:
+    """Classify images with a multimodal LLM and map the answers to taxonomy classes."""
+
+    def __init__(self) -> None:
+        self.config = CONFIG
+        self.engine = Engine(self.config)
+        self.model_id = self.engine.info().model_id
+        self.limits = ImageLimits(self.config.limits.max_image_bytes, self.config.limits.max_image_pixels)
+
+        # Decoded images wait here while their prompts travel through the
+        # batcher, which only carries JSON-sized items. One dict per worker
+        # process: the batcher of a worker only ever calls back into that worker.
+        self._images: dict[str, object] = {}
+        self._in_flight = 0
+        self.ready = True
+        self.grpc_server = None
+        metrics.MODEL_LOADED.labels(model=self.model_id).set(1)
+        logger.info(
+            "service ready: model %s, taxonomies %s, max_batch_size %d",
+            self.model_id,
+            ", ".join(self.engine.taxonomy_names()),
+            self.config.batching.max_batch_size,
+        )
+
+    # -- lifecycle ---------------------------------------------------------
+
+    @bentoml.on_startup
+    async def start_grpc(self) -> None:
+        if not self.config.server.grpc_enabled:
+            return
+        try:
+            from service.grpc.server import start_grpc_server
+        except ImportError as error:
+            logger.warning("gRPC server not started: %s", error)
+            return
+        self.grpc_server = await start_grpc_server(self, self.config)
+
+    @bentoml.on_shutdown
+    async def stop_grpc(self) -> None:
+        if self.grpc_server is not None:
+            await self.grpc_server.stop(grace=self.config.limits.request_timeout_s)
+            self.grpc_server = None
+
+    # -- batched model call ------------------------------------------------
+
+    @bentoml.api(
+        batchable=True,
+        max_batch_size=CONFIG.batching.max_batch_size,
+        max_latency_ms=CONFIG.batching.max_latency_ms,
+        route="/internal/generate_batch",
+    )
+    def generate_batch(self, items: list[BatchItem]) -> list[BatchOutput]:
+        """Run one model batch; internal, called through the batcher by classify_images."""
+        started = time.time()
+        missing = [item.request_id for item in items if item.image_key not in self._images]
+        if missing:
+            raise ValueError(f"images of requests {missing} are not registered in this worker")
+
+        images = [self._images[item.image_key] for item in items]
+        requests = [
+            PromptRequest(item.text, item.prompt_id, item.mode, tuple(item.choices), item.num_beams)  # type: ignore[arg-type]
+            for item in items
+        ]
+        try:
+            answers, timings = self.engine.answer(images, requests, [item.max_new_tokens for item in items])
+        except Exception:
+            logger.exception("backend failed on a batch of %d, requests %s", len(items), [item.request_id for item in items])
+            raise
+
+        batch_seconds = time.time() - started
+        metrics.BATCH_SIZE.labels(model=self.model_id).observe(len(items))
+        metrics.BATCH_LATENCY.labels(model=self.model_id).observe(batch_seconds)
+        outputs = []
+        for item, answer in zip(items, answers, strict=True):
+            queue_s = max(0.0, started - item.enqueued_at)
+            metrics.QUEUE_WAIT.labels(model=self.model_id).observe(queue_s)
+            outputs.append(
+                BatchOutput(
+                    text=answer.text,
+                    prompt_tokens=answer.prompt_tokens,
+                    generated_tokens=answer.generated_tokens,
+                    choice_scores=answer.choice_scores,
+                    class_scores=answer.class_scores,
+                    queue_s=queue_s,
+                    preprocess_s=timings.preprocess_s,
+                    generate_s=timings.generate_s,
+                    batch_size=len(items),
+                )
+            )
+        return outputs
+
+    # -- the shared request path --------------------------------------------
+
+    async def classify_images(
+        self,
+        images: list[bytes],
+        params: ClassifyParams,
+        transport: str,
+        request_ids: list[str] | None = None,
+        timeout_s: float | None = None,
+    ) -> list[ClassifyResult]:
+        """Classify images that share parameters; raise ServiceError for the whole request.
+
+        Parameters are checked once and every image is decoded before any joins
+        a batch, so a bad upload fails its own request and no other.
+        """
+        request_ids = request_ids or [uuid.uuid4().hex for _ in images]
+        taxonomy = params.taxonomy or self.engine.default_taxonomy
+        limit = self.config.limits.max_concurrency
+
+        if self._in_flight + len(images) > limit:
+            error = overloaded(limit, self.config.limits.retry_after_s, request_ids[0])
+            record_error(error, transport, params, self.model_id, taxonomy)
+            raise error
+
+        self._in_flight += len(images)
+        metrics.IN_FLIGHT.inc(len(images))
+        try:
+            return await self._classify_admitted(images, params, transport, request_ids, timeout_s)
+        except ServiceError as error:
+            record_error(error, transport, params, self.model_id, taxonomy)
+            if error.status >= 500:
+                logger.error("request %s failed: %s", error.request_id, error.message)
+            raise
+        finally:
+            self._in_flight -= len(images)
+            metrics.IN_FLIGHT.dec(len(images))
+
+    async def _classify_admitted(
+        self,
+        images: list[bytes],
+        params: ClassifyParams,
+        transport: str,
+        request_ids: list[str],
+        timeout_s: float | None,
+    ) -> list[ClassifyResult]:
+        try:
+            self.engine.prepare(params)
+        except ParameterError as error:
+            raise invalid_parameter(str(error), error.field, request_ids[0]) from error
+
+        decoded = []
+        for position, data in enumerate(images):
+            started = time.perf_counter()
+            try:
+                image = await anyio.to_thread.run_sync(decode_image, data, self.limits)
+            except ImageError as error:
+                field = "image" if len(images) == 1 else f"images[{position}]"
+                raise invalid_image(f"invalid image: {error}", field, request_ids[position]) from error
+            decoded.append((image, (time.perf_counter() - started) * 1000))
+
+        timeout_s = timeout_s or self.config.limits.request_timeout_s
+        tasks = [
+            self._classify_one(image, decode_ms, params, request_id)
+            for (image, decode_ms), request_id in zip(decoded, request_ids, strict=True)
+        ]
+        try:
+            results = await asyncio.wait_for(asyncio.gather(*tasks), timeout=timeout_s)
+        except TimeoutError as error:
+            raise timed_out(timeout_s, request_ids[0]) from error
+
+        for result in results:
+            record_result(result, transport)
+        return list(results)
+
+    async def _classify_one(self, image, decode_ms: float, params: ClassifyParams, request_id: str) -> ClassifyResult:
+        started = time.perf_counter()
+        run = self.engine.create_run(params)
+        timings = StageTimings(decode_ms=round(decode_ms, 3))
+        prompt_tokens = generated_tokens = 0
+        max_new_tokens = params.max_new_tokens or self.config.model.max_new_tokens
+
+        image_key = uuid.uuid4().hex
+        self._images[image_key] = image
+        try:
+            step: PromptRequest | Outcome = run.first_prompt()
+            while isinstance(step, PromptRequest):
+                item = BatchItem(
+                    image_key=image_key,
+                    request_id=request_id,
+                    text=step.text,
+                    prompt_id=step.prompt_id,
+                    mode=step.mode,
+                    choices=list(step.choices),
+                    num_beams=step.num_beams,
+                    max_new_tokens=max_new_tokens,
+                    enqueued_at=time.time(),
+                )
+                output = await self._submit(item)
+                timings.queue_ms += output.queue_s * 1000
+                timings.preprocess_ms += output.preprocess_s * 1000
+                timings.generate_ms += output.generate_s * 1000
+                prompt_tokens += output.prompt_tokens
+                generated_tokens += output.generated_tokens
+                answer = ModelAnswer(
+                    text=output.text,
+                    prompt_tokens=output.prompt_tokens,
+                    generated_tokens=output.generated_tokens,
+                    choice_scores=output.choice_scores,
+                    class_scores=output.class_scores,
+                )
+                # Mapping runs the text encoder: keep it off the event loop.
+                step = await anyio.to_thread.run_sync(run.on_answer, answer)
+        finally:
+            self._images.pop(image_key, None)
+
+        timings.map_ms = round(run.stats.map_s * 1000, 3)  # type: ignore[attr-defined]
+        timings.total_ms = round(decode_ms + (time.perf_counter() - started) * 1000, 3)
+        return self.engine.build_result(run, step, request_id, timings, prompt_tokens, generated_tokens)
+
+    async def _submit(self, item: BatchItem) -> BatchOutput:
+        try:
+            outputs = await self.to_async.generate_batch([item])  # type: ignore[attr-defined]
+        except ServiceError:
+            raise
+        except Exception as error:
+            logger.error("batch call failed for request %s: %s", item.request_id, error)
+            raise backend_failed(item.request_id) from error
+        output = outputs[0]
+        return output if isinstance(output, BatchOutput) else BatchOutput.model_validate(output)
+
+    # -- HTTP API ----------------------------------------------------------
+
+    @bentoml.api(route="/classify")
+    async def classify(
+        self,
+        image: Annotated[bytes, Field(description="The image file (JPEG, PNG, WebP, GIF, BMP or TIFF).")],
+        protocol: Annotated[str, Field(description="open, closed, choice, multilabel, constrained or score.")] = "open",
+        taxonomy: Annotated[str | None, Field(description="Taxonomy name from GET /taxonomies; default: the service's.")] = None,
+        candidates: Annotated[
+            str | None, Field(description="Class ids or names to restrict the answer to: a JSON array or comma-separated.")
+        ] = None,
+        top_k: Annotated[int, Field(description="Number of ranked labels to return.")] = 5,
+        seed: Annotated[int, Field(description="Seed for option order in the choice protocol.")] = 0,
+        num_options: Annotated[int, Field(description="Options offered by the two-stage choice protocol.")] = 5,
+        max_new_tokens: Annotated[int | None, Field(description="Generation limit; default from the config.")] = None,
+    ) -> ClassifyResult:
+        """Classify one image."""
+        request_id = uuid.uuid4().hex
+        try:
+            params = build_params(
+                protocol=protocol, taxonomy=taxonomy, candidates=candidates, top_k=top_k,
+                seed=seed, num_options=num_options, max_new_tokens=max_new_tokens,
+            )
+            results = await self.classify_images([image], params, "http", [request_id])
+        except ServiceError as error:
+            error.request_id = error.request_id or request_id
+            return error.to_response()  # type: ignore[return-value]
+        return results[0]
+
+    @bentoml.api(route="/classify_batch")
+    async def classify_batch(
+        self,
+        images: Annotated[list[bytes], Field(description="Image files, classified with the same settings.")],
+        protocol: str = "open",
+        taxonomy: str | None = None,
+        candidates: str | None = None,
+        top_k: int = 5,
+        seed: int = 0,
+        num_options: int = 5,
+        max_new_tokens: int | None = None,
+    ) -> BatchClassifyResult:
+        """Classify several images with the same settings; results keep the upload order."""
+        request_ids = [uuid.uuid4().hex for _ in images]
+        try:
+            if not images:
+                raise invalid_image("no images were uploaded", "images")
+            if len(images) > self.config.limits.max_images_per_request:
+                raise invalid_parameter(
+                    f"{len(images)} images, above the limit of {self.config.limits.max_images_per_request} per request",
+                    "images",
+                )
+            params = build_params(
+                protocol=protocol, taxonomy=taxonomy, candidates=candidates, top_k=top_k,
+                seed=seed, num_options=num_options, max_new_tokens=max_new_tokens,
+            )
+            results = await self.classify_images(images, params, "http", request_ids)
+        except ServiceError as error:
+            error.request_id = error.request_id or request_ids[0] if request_ids else None
+            return error.to_response()  # type: ignore[return-value]
+        return BatchClassifyResult(results=results)
+
+
+Classifier.add_asgi_middleware(ApiKeyMiddleware, config=CONFIG)
+Classifier.mount_asgi_app(build_routes_app(), path="/")
