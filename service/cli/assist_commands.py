@@ -1,0 +1,43 @@
+"""`mllm-classify assist ...`: annotation assist reports and a standalone server."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group("assist")
+def assist_group() -> None:
+    """Annotation assist: acceptance reports over the feedback store, standalone review server."""
+
+
+@assist_group.command("report")
+@click.option(
+    "--database-url",
+    default=None,
+    help="SQLAlchemy URL of the feedback store; default MLLM_CLASSIFY_ASSIST__DATABASE_URL or sqlite:///var/assist.sqlite3.",
+)
+@click.option("--target", default=0.95, show_default=True, type=click.FloatRange(0.0, 1.0, min_open=True),
+              help="Acceptance@1 that the calibration threshold must reach, as a fraction.")
+@click.option("--buckets", default=10, show_default=True, type=click.IntRange(1, 100),
+              help="Number of equal-width confidence buckets between 0 and 1.")
+@click.option("--max-classes", default=20, show_default=True, type=click.IntRange(0),
+              help="Classes listed in the text output, most frequent first.")
+@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
+def report_command(database_url: str | None, target: float, buckets: int, max_classes: int, as_json: bool) -> None:
+    """Print acceptance@1, acceptance@k, acceptance by confidence bucket and by class."""
+    from service.assist.report import build_report, format_report
+    from service.assist.settings import AssistSettings
+    from service.assist.store import Store
+
+    settings = AssistSettings.from_env()
+    store = Store(database_url or settings.database_url)
+    try:
+        store.migrate()
+        report = build_report(store.history(), target=target, num_buckets=buckets)
+    finally:
+        store.close()
+
+    if as_json:
+        click.echo(report.model_dump_json(indent=2))
+    else:
+        click.echo(format_report(report, max_classes=max_classes))
