@@ -20,6 +20,8 @@ def parse_candidates(raw: str | list[str] | None) -> list[str] | None:
     text = raw.strip()
     if text == "":
         return None
+    if text.startswith("{"):
+        raise invalid_parameter("candidates must be a JSON array of strings, not an object", "candidates")
     if text.startswith("["):
         try:
             value = json.loads(text)
