@@ -248,6 +248,45 @@ class Store:
         with self._sessions() as session:
             return [_decision_from_row(row) for row in session.scalars(query)]
 
+    def review_states(self, image_refs: list[str], source: str = "review") -> dict[str, tuple[Suggestion, Decision | None]]:
+        """Return the newest suggestion from `source` and its latest decision for each image reference."""
+        if not image_refs:
+            return {}
+
+        states: dict[str, tuple[Suggestion, Decision | None]] = {}
+        with self._sessions() as session:
+            latest: dict[str, SuggestionRow] = {}
+            # SQLite allows at most 32766 bound parameters per statement, so large folders go in chunks.
+            for start in range(0, len(image_refs), 1000):
+                chunk = image_refs[start:start + 1000]
+                query = (
+                    select(SuggestionRow)
+                    .where(SuggestionRow.image_ref.in_(chunk), SuggestionRow.source == source)
+                    .options(selectinload(SuggestionRow.labels))
+                    .order_by(SuggestionRow.created_at, SuggestionRow.id)
+                )
+                for row in session.scalars(query):
+                    latest[row.image_ref] = row
+
+            ids = [row.id for row in latest.values()]
+            decisions: dict[str, DecisionRow] = {}
+            for start in range(0, len(ids), 1000):
+                query = (
+                    select(DecisionRow)
+                    .where(DecisionRow.suggestion_id.in_(ids[start:start + 1000]))
+                    .order_by(DecisionRow.id)
+                )
+                for row in session.scalars(query):
+                    decisions[row.suggestion_id] = row
+
+            for image_ref, row in latest.items():
+                decision = decisions.get(row.id)
+                states[image_ref] = (
+                    _suggestion_from_row(row),
+                    _decision_from_row(decision) if decision is not None else None,
+                )
+        return states
+
     def count_suggestions(self) -> int:
         """Return the number of stored suggestions."""
         with self._sessions() as session:

@@ -41,3 +41,33 @@ def report_command(database_url: str | None, target: float, buckets: int, max_cl
         click.echo(report.model_dump_json(indent=2))
     else:
         click.echo(format_report(report, max_classes=max_classes))
+
+
+@assist_group.command("serve")
+@click.option("--model", "model_id", default=None, help="Model id or local path; default from the service config.")
+@click.option("--images-dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Folder of images for the review page; default MLLM_CLASSIFY_ASSIST__IMAGES_DIR.")
+@click.option("--database-url", default=None, help="SQLAlchemy URL of the feedback store.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=3000, show_default=True, type=click.IntRange(1, 65535), help="TCP port.")
+def serve_command(model_id: str | None, images_dir: str | None, database_url: str | None, host: str, port: int) -> None:
+    """Serve the review page and the Label Studio ML backend without BentoML (one request at a time)."""
+    import uvicorn
+
+    from service.assist.settings import AssistSettings
+    from service.assist.standalone import build_standalone_app
+    from service.config import load_config
+
+    config = load_config()
+    if model_id:
+        config.model.model_id = model_id
+    overrides = {}
+    if images_dir:
+        overrides["images_dir"] = images_dir
+    if database_url:
+        overrides["database_url"] = database_url
+    settings = AssistSettings.from_env(**overrides)
+
+    app = build_standalone_app(config, settings)
+    click.echo(f"review page: http://{host}:{port}/assist/   Label Studio ML backend: http://{host}:{port}/labelstudio")
+    uvicorn.run(app, host=host, port=port, log_level="info")
