@@ -1,0 +1,1 @@
+"""gRPC API: versioned proto stubs, the grpc.aio server, the typed client and conversions."""
