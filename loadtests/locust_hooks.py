@@ -17,6 +17,7 @@ import logging
 import gevent
 from locust import events
 from locust.env import Environment
+from locust.stats import CSV_STATS_INTERVAL_SEC
 
 from loadtests.targets import validate_loopback_grpc_target, validate_loopback_url
 
@@ -84,6 +85,18 @@ def start_hard_stop(environment: Environment, **_kwargs) -> None:
     options = environment.parsed_options
     limit = options.hard_stop_s if options else DEFAULT_HARD_STOP_S
     gevent.spawn_later(limit, _quit, environment, f"hard stop after {limit:g} s")
+
+
+@events.quitting.add_listener
+def let_csv_writer_catch_up(environment: Environment, **_kwargs) -> None:
+    # Locust 2.47 rewrites the --csv files once per CSV_STATS_INTERVAL_SEC from a
+    # background greenlet and not again at shutdown, so a run that quits between two
+    # writes would leave the last requests out of <prefix>_stats.csv. Waiting one
+    # interval here, after the users have stopped, lets that greenlet write the
+    # final numbers before Locust closes the files.
+    options = environment.parsed_options
+    if options is not None and options.csv_prefix:
+        gevent.sleep(CSV_STATS_INTERVAL_SEC + 0.25)
 
 
 @events.request.add_listener
