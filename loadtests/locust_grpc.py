@@ -21,7 +21,7 @@ try:
     import grpc
     import grpc.experimental.gevent as grpc_gevent
 
-    from service.grpc.client import GrpcClient
+    from service.grpc.client import GrpcClient, GrpcClientError
     from service.schemas import ClassifyParams
 except ImportError:
     GrpcClient = None
@@ -40,7 +40,8 @@ else:
             target = self.environment.parsed_options.grpc_target
             if not target:
                 raise ValueError("GrpcClassifyUser needs --grpc-target 127.0.0.1:PORT")
-            self.grpc_client = GrpcClient(target)
+            # No client-side retries, so every failed call shows up in the statistics.
+            self.grpc_client = GrpcClient(target, max_attempts=1)
 
         def on_stop(self) -> None:
             self.grpc_client.close()
@@ -54,7 +55,7 @@ else:
             try:
                 result = self.grpc_client.classify(image, ClassifyParams(protocol="open", top_k=3))
                 response_length = len(result.model_dump_json())
-            except (grpc.RpcError, OSError, ValueError) as error:
+            except (GrpcClientError, grpc.RpcError, OSError) as error:
                 exception = error
             self.environment.events.request.fire(
                 request_type="grpc",
