@@ -44,6 +44,11 @@ function renderSuggestion(item) {
   list.innerHTML = "";
   const suggestion = item.suggestion;
   if (!suggestion) return;
+  if (!suggestion.labels.length) {
+    const entry = document.createElement("li");
+    entry.textContent = "No suggestion: the model's answer matched no class. Type a label or reject.";
+    list.appendChild(entry);
+  }
   for (const label of suggestion.labels) {
     const entry = document.createElement("li");
     const button = document.createElement("button");
