@@ -39,9 +39,9 @@ def decide_label(suggestion: Suggestion, text: str, index: LabelIndex | None) ->
     An entered label keeps its text as the class name and gets the id of the
     taxonomy class it names, or None when it names none.
     """
-    wanted = _normalize(text)
+    normalized = _normalize(text)
     for label in suggestion.labels:
-        if wanted in (label.id.casefold(), _normalize(label.name)):
+        if normalized in (label.id.casefold(), _normalize(label.name)):
             return ResolvedDecision("accepted", label.rank, label.id, label.name)
 
     resolved = index.resolve(text) if index is not None else None

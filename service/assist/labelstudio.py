@@ -1,10 +1,10 @@
 """Label Studio's formats: labeling configs, `choices` predictions and webhook annotations.
 
-The request and response shapes follow the Label Studio ML backend
-(label-studio-ml-backend, `label_studio_ml/api.py`): `/predict` receives
+The shapes follow label-studio-ml-backend's `label_studio_ml/api.py`.
+`/predict` receives
 `{"tasks": [...], "label_config": XML, "project": "id.timestamp", "params": {...}}`
-and returns `{"results": [prediction per task]}`; each prediction is
-`{"model_version", "score", "result": [region]}` and a classification region is
+and returns `{"results": [prediction per task]}`. A prediction is
+`{"model_version", "score", "result": [region]}`, and a classification region is
 `{"id", "from_name", "to_name", "type": "choices", "value": {"choices": [name]}, "score"}`.
 """
 

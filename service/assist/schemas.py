@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-# Where a suggestion or decision came from: the /assist API, the review page,
-# or a Label Studio project using this service as its ML backend.
+# Origin of a suggestion or decision: the /assist API, the review page, or a
+# Label Studio project that uses this service as its ML backend.
 Source = Literal["api", "review", "labelstudio"]
 
 # accepted: the labeler took the suggestion at `rank` (1 = the first one).
@@ -35,7 +35,7 @@ class Suggestion(BaseModel):
     # File name in the review folder, task image URL, or the caller's own reference.
     image_ref: str | None = None
     image_sha256: str
-    # Label Studio task id, when the suggestion answers a /predict call.
+    # Label Studio task id, for suggestions made by a /predict call.
     task_id: str | None = None
     project_id: str | None = None
     taxonomy: str
@@ -71,8 +71,8 @@ class DecisionRequest(BaseModel):
 
     @model_validator(mode="after")
     def _exactly_one_choice(self) -> DecisionRequest:
-        given = sum([self.rank is not None, self.label is not None, self.reject])
-        if given != 1:
+        choices = sum([self.rank is not None, self.label is not None, self.reject])
+        if choices != 1:
             raise ValueError("give exactly one of rank, label or reject=true")
         return self
 

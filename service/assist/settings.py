@@ -25,7 +25,7 @@ class AssistSettings(BaseModel):
     images_dir: Path | None = None
     # Suggestions per image.
     top_k: int = Field(5, ge=1, le=20)
-    # Run the confirming multiple-choice pass unless a request says otherwise.
+    # Run the confirming multiple-choice pass when a request does not set `confirm`.
     confirm: bool = False
     # Taxonomy of the suggestions; None uses the service default.
     taxonomy: str | None = None

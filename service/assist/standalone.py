@@ -1,9 +1,9 @@
 """Annotation assist without BentoML: the engine in-process behind the assist apps.
 
 `mllm-classify assist serve` runs this app with uvicorn, for a labeler's own
-machine or for tests. Requests are classified one at a time on the in-process
-Engine, so there is no cross-request batching; the BentoML service mounts the
-same apps on its batched path instead.
+machine or for tests. It classifies one request at a time on the in-process
+Engine, without cross-request batching. The BentoML service mounts the same
+apps on its batched path instead.
 """
 
 from __future__ import annotations

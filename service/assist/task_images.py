@@ -1,6 +1,6 @@
 """Fetch the image that a Label Studio task refers to.
 
-A task's image field holds one of: a data URI, an http(s) URL, a path on the
+A task's image field contains one of: a data URI, an http(s) URL, a path on the
 Label Studio server such as /data/upload/3/cat.jpg (fetched from
 `label_studio_url` with the access token), or a file name in the review folder.
 """

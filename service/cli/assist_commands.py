@@ -71,3 +71,18 @@ def serve_command(model_id: str | None, images_dir: str | None, database_url: st
     app = build_standalone_app(config, settings)
     click.echo(f"review page: http://{host}:{port}/assist/   Label Studio ML backend: http://{host}:{port}/labelstudio")
     uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+@assist_group.command("migrate")
+@click.option("--database-url", default=None, help="SQLAlchemy URL of the feedback store; default as for `report`.")
+def migrate_command(database_url: str | None) -> None:
+    """Create or upgrade the feedback store's tables to the newest migration."""
+    from service.assist.settings import AssistSettings
+    from service.assist.store import Store
+
+    store = Store(database_url or AssistSettings.from_env().database_url)
+    try:
+        store.migrate()
+    finally:
+        store.close()
+    click.echo("feedback store is at the newest migration")

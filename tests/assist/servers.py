@@ -72,3 +72,59 @@ def headless_chromium() -> Iterator[object]:
         yield driver
     finally:
         driver.quit()
+
+
+@contextmanager
+def standalone_server(
+    model_dir: Path, images_dir: Path, database_url: str, timeout_s: float = 300.0
+) -> Iterator[str]:
+    """Run `mllm-classify assist serve` with the real engine in a subprocess; yield its base URL."""
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+
+    port = free_port()
+    log_file = tempfile.NamedTemporaryFile(prefix="assist-serve-", suffix=".log", delete=False)
+    env = {
+        **os.environ,
+        "BENTOML_DO_NOT_TRACK": "true",
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    command = [
+        sys.executable, "-c", "from service.cli import main; main()", "--log-level", "INFO",
+        "assist", "serve", "--model", str(model_dir), "--images-dir", str(images_dir),
+        "--database-url", database_url, "--host", "127.0.0.1", "--port", str(port),
+    ]
+    process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+
+    def log_tail() -> str:
+        return Path(log_file.name).read_text(errors="replace")[-4000:]
+
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"assist serve exited with {process.returncode}:\n{log_tail()}")
+            try:
+                if httpx.get(url + "/labelstudio/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"assist serve was not ready within {timeout_s} s:\n{log_tail()}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        log_file.close()
+        os.unlink(log_file.name)

@@ -67,7 +67,9 @@ function renderSuggestion(item) {
     entry.appendChild(button);
     list.appendChild(entry);
   }
-  const confirmed = suggestion.confirmed === null ? "" : suggestion.confirmed ? ", confirmed" : ", not confirmed";
+  let confirmed = "";
+  if (suggestion.confirmed === true) confirmed = ", confirmed";
+  if (suggestion.confirmed === false) confirmed = ", not confirmed";
   $("answer").textContent = `Model answer: “${suggestion.raw_answer}” · uncertainty ${suggestion.uncertainty.toFixed(2)}${confirmed}`;
 }
 
