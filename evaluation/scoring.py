@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel
@@ -51,9 +51,10 @@ def accuracy(correct: int, total: int, z: float = 1.96) -> Accuracy:
 
 
 class SettingScore(BaseModel):
-    """All figures of one setting."""
+    """All figures of one model under one setting."""
 
     setting: str
+    model: str = ""
     protocol: str
     rows: int
     errors: int
@@ -178,11 +179,12 @@ class _Tally:
             self.objects_total += 1
             self.objects_correct += any(item in row.labels for item in row.objects if item is not None)
 
-    def score(self, setting_key: str, setting: Setting | None) -> SettingScore:
+    def score(self, setting_key: str, setting: Setting | None, model: str = "") -> SettingScore:
         multi_in_list_correct = self.multi_correct  # every correct prediction is in the list
         rate = (lambda count: count / self.multi_total) if self.multi_total else (lambda count: None)
         return SettingScore(
             setting=setting_key,
+            model=model,
             protocol=setting.protocol if setting else setting_key.split(",")[0].removeprefix("protocol="),
             rows=self.rows,
             errors=self.errors,
@@ -214,38 +216,57 @@ def _parse_setting(key: str) -> Setting | None:
         return None
 
 
+@dataclass(frozen=True)
+class _Key:
+    """A scored unit: one model under one setting, with the name shown in tables."""
+
+    model: str
+    setting_key: str
+    display: str
+    setting: Setting | None
+
+
 def score_rows(rows: Iterable[ResultRow], settings: Sequence[Setting] | None = None) -> Scores:
-    """Score result rows, streaming; `settings` orders the output (default: order of first appearance)."""
-    tallies: dict[str, _Tally] = defaultdict(_Tally)
+    """Score result rows, streaming; `settings` orders the output (default: order of first appearance).
+
+    Rows of several models (the `model` field) are scored side by side; their
+    settings are then shown as "model | setting".
+    """
+    tallies: dict[tuple[str, str], _Tally] = defaultdict(_Tally)
     for row in rows:
-        tallies[row.setting].add(row)
+        tallies[(row.model, row.setting)].add(row)
 
     known = {setting.key: setting for setting in settings or []}
-    order = [setting.key for setting in settings or [] if setting.key in tallies]
-    order += [key for key in tallies if key not in known]
-    parsed = {key: known.get(key) or _parse_setting(key) for key in order}
+    rank = {key: position for position, key in enumerate(known)}
+    pairs = sorted(tallies, key=lambda pair: rank.get(pair[1], len(rank)))
+    several_models = len({model for model, _ in tallies}) > 1
 
-    setting_scores = [tallies[key].score(key, parsed[key]) for key in order]
-    by_key = {score.setting: score for score in setting_scores}
-    return Scores(
-        settings=setting_scores,
-        comparisons=_comparisons(order, parsed, by_key),
-        replicates=_replicates(order, parsed, by_key, tallies),
-    )
+    keys = []
+    for model, setting_key in pairs:
+        display = f"{model} | {setting_key}" if several_models else setting_key
+        keys.append(_Key(model, setting_key, display, known.get(setting_key) or _parse_setting(setting_key)))
+
+    setting_scores = [tallies[(key.model, key.setting_key)].score(key.display, key.setting, key.model) for key in keys]
+    by_display = {score.setting: score for score in setting_scores}
+    predictions = {key.display: tallies[(key.model, key.setting_key)].predictions for key in keys}
+    comparisons = _comparisons(keys, by_display)
+    if several_models:
+        comparisons += _model_comparisons(keys, by_display)
+    return Scores(settings=setting_scores, comparisons=comparisons, replicates=_replicates(keys, by_display, predictions))
 
 
 # -- side-by-side comparisons ----------------------------------------------------
 
 
-def _comparison(title: str, keys: list[str], variants: list[str], by_key: dict[str, SettingScore]) -> Comparison:
-    reference = by_key[keys[0]].multilabel.value
+def _comparison(title: str, keys: list[_Key], variants: list[str], by_display: dict[str, SettingScore]) -> Comparison:
+    reference = by_display[keys[0].display].multilabel.value
     rows = []
     for key, variant in zip(keys, variants, strict=True):
-        score = by_key[key]
+        score = by_display[key.display]
         value = score.multilabel.value
         rows.append(
             ComparisonRow(
-                setting=key,
+                setting=key.display,
                 variant=variant,
                 multilabel=value,
                 single_label=score.single_label.value,
@@ -253,61 +274,70 @@ def _comparison(title: str, keys: list[str], variants: list[str], by_key: dict[s
                 out_of_list_rate=score.out_of_list_rate,
             )
         )
-    return Comparison(title=title, reference=keys[0], rows=rows)
+    return Comparison(title=title, reference=keys[0].display, rows=rows)
 
 
-def _comparisons(
-    order: list[str], parsed: dict[str, Setting | None], by_key: dict[str, SettingScore]
-) -> list[Comparison]:
+def _grouped(keys: list[_Key], group_of: Callable[[_Key], str | None]) -> list[list[_Key]]:
+    # Groups never mix models; keys whose setting could not be parsed are left out.
+    groups: dict[tuple[str, str], list[_Key]] = defaultdict(list)
+    for key in keys:
+        if key.setting is None:
+            continue
+        group = group_of(key)
+        if group is not None:
+            groups[(key.model, group)].append(key)
+    return [members for members in groups.values() if len(members) > 1]
+
+
+def _comparisons(keys: list[_Key], by_display: dict[str, SettingScore]) -> list[Comparison]:
     comparisons = []
-    settings = {key: setting for key, setting in parsed.items() if setting is not None}
 
     # Choice with different distractors, everything else equal.
     distractor_order = {"random": 0, "service": 1, "nearest": 2, "confusion": 3}
-    groups: dict[str, list[str]] = defaultdict(list)
-    for key in order:
-        setting = settings.get(key)
-        if setting is not None and setting.protocol == "choice":
-            groups[Setting(**setting.model_dump(exclude={"distractors"})).key].append(key)
-    for keys in groups.values():
-        if len(keys) > 1:
-            keys.sort(key=lambda key: distractor_order[settings[key].distractors])
-            variants = [settings[key].distractors for key in keys]
-            comparisons.append(_comparison("Multiple choice: random vs hard distractors", keys, variants, by_key))
 
-    # Same model answers, mapped differently (service, exact, embedding per encoder).
+    def without_distractors(key: _Key) -> str | None:
+        if key.setting.protocol != "choice":
+            return None
+        return Setting(**key.setting.model_dump(exclude={"distractors"})).key
+
+    for members in _grouped(keys, without_distractors):
+        members.sort(key=lambda key: distractor_order[key.setting.distractors])
+        variants = [key.setting.distractors for key in members]
+        comparisons.append(_comparison("Multiple choice: random vs hard distractors", members, variants, by_display))
+
+    # The same model answers, mapped differently (service, exact, embedding per encoder).
     mapping_order = {"exact": 0, "service": 1, "embedding": 2}
-    groups = defaultdict(list)
-    for key in order:
-        setting = settings.get(key)
-        if setting is not None:
-            groups[setting.generation_key()].append(key)
-    for keys in groups.values():
-        if len(keys) > 1:
-            keys.sort(key=lambda key: (mapping_order[settings[key].mapping], settings[key].encoder or ""))
-            variants = [
-                settings[key].mapping + (f" ({settings[key].encoder})" if settings[key].encoder else "") for key in keys
-            ]
-            comparisons.append(_comparison("Answer mapping: exact match vs embedding, by encoder", keys, variants, by_key))
+    for members in _grouped(keys, lambda key: key.setting.generation_key()):
+        members.sort(key=lambda key: (mapping_order[key.setting.mapping], key.setting.encoder or ""))
+        variants = [key.setting.mapping + (f" ({key.setting.encoder})" if key.setting.encoder else "") for key in members]
+        comparisons.append(_comparison("Answer mapping: exact match vs embedding, by encoder", members, variants, by_display))
 
-    # Protocols at the base of the grid.
-    protocol_keys = [
-        key
-        for key in order
-        if (setting := settings.get(key)) is not None
-        and setting == Setting(**{**_base_fields(settings, order), "protocol": setting.protocol})
-    ]
-    if len(protocol_keys) > 1:
-        comparisons.append(
-            _comparison("Protocols", protocol_keys, [settings[key].protocol for key in protocol_keys], by_key)
-        )
+    # Protocols at each model's base setting: the first setting it ran.
+    bases: dict[str, Setting] = {}
+    for key in keys:
+        if key.setting is not None:
+            bases.setdefault(key.model, key.setting)
+
+    def at_base_except_protocol(key: _Key) -> str | None:
+        base = bases[key.model]
+        same = key.setting == Setting(**{**base.model_dump(exclude={"protocol"}), "protocol": key.setting.protocol})
+        return "base" if same else None
+
+    for members in _grouped(keys, at_base_except_protocol):
+        comparisons.append(_comparison("Protocols", members, [key.setting.protocol for key in members], by_display))
     return comparisons
 
 
-def _base_fields(settings: dict[str, Setting], order: list[str]) -> dict[str, object]:
-    # The first setting of a grid is its base; protocols are compared at the base's other fields.
-    first = settings.get(order[0]) if order else None
-    return first.model_dump(exclude={"protocol"}) if first is not None else {}
+def _model_comparisons(keys: list[_Key], by_display: dict[str, SettingScore]) -> list[Comparison]:
+    """Compare models at each setting they share, e.g. an MLLM against the supervised baseline."""
+    groups: dict[str, list[_Key]] = defaultdict(list)
+    for key in keys:
+        groups[key.setting_key].append(key)
+    return [
+        _comparison(f"Models at {setting_key}", members, [key.model for key in members], by_display)
+        for setting_key, members in groups.items()
+        if len(members) > 1
+    ]
 
 
 def _agreement(first: dict[str, str | None], second: dict[str, str | None]) -> float | None:
@@ -318,53 +348,42 @@ def _agreement(first: dict[str, str | None], second: dict[str, str | None]) -> f
 
 
 def _replicates(
-    order: list[str],
-    parsed: dict[str, Setting | None],
-    by_key: dict[str, SettingScore],
-    tallies: dict[str, _Tally],
+    keys: list[_Key], by_display: dict[str, SettingScore], predictions: dict[str, dict[str, str | None]]
 ) -> list[ReplicateGroup]:
-    groups: dict[str, list[str]] = defaultdict(list)
-    for key in order:
-        setting = parsed.get(key)
-        if setting is not None:
-            groups[setting.replicate_key()].append(key)
-
     result = []
-    for group, keys in groups.items():
-        if len(keys) < 2:
-            continue
-        reference = keys[0]
-        reference_value = by_key[reference].multilabel.value
+    for members in _grouped(keys, lambda key: key.setting.replicate_key()):
+        reference = members[0].display
+        reference_value = by_display[reference].multilabel.value
         rows = []
-        for key in keys:
-            setting = parsed[key]
-            assert setting is not None
-            value = by_key[key].multilabel.value
+        for key in members:
+            value = by_display[key.display].multilabel.value
             rows.append(
                 ReplicateRow(
-                    setting=key,
-                    batch_size=setting.batch_size,
-                    order_seed=setting.order_seed,
+                    setting=key.display,
+                    batch_size=key.setting.batch_size,
+                    order_seed=key.setting.order_seed,
                     multilabel=value,
                     delta_vs_reference=(value - reference_value)
                     if value is not None and reference_value is not None
                     else None,
-                    agreement_with_reference=_agreement(tallies[reference].predictions, tallies[key].predictions),
-                    mean_latency_ms=by_key[key].mean_latency_ms,
-                    images_per_second=by_key[key].images_per_second,
+                    agreement_with_reference=_agreement(predictions[reference], predictions[key.display]),
+                    mean_latency_ms=by_display[key.display].mean_latency_ms,
+                    images_per_second=by_display[key.display].images_per_second,
                 )
             )
-        pairs = [
-            _agreement(tallies[a].predictions, tallies[b].predictions) for a, b in itertools.combinations(keys, 2)
+        pair_values = [
+            _agreement(predictions[first.display], predictions[second.display])
+            for first, second in itertools.combinations(members, 2)
         ]
-        pairs = [value for value in pairs if value is not None]
+        pair_values = [value for value in pair_values if value is not None]
         values = [row.multilabel for row in rows if row.multilabel is not None]
+        group_name = members[0].setting.replicate_key()
         result.append(
             ReplicateGroup(
-                group=group,
+                group=f"{members[0].model} | {group_name}" if members[0].display != members[0].setting_key else group_name,
                 reference=reference,
                 rows=rows,
-                mean_pairwise_agreement=sum(pairs) / len(pairs) if pairs else None,
+                mean_pairwise_agreement=sum(pair_values) / len(pair_values) if pair_values else None,
                 accuracy_range=(max(values) - min(values)) if values else None,
             )
         )

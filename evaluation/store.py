@@ -26,6 +26,8 @@ class ResultRow(BaseModel):
 
     setting: str
     image_id: str
+    # The model that produced the row, so results of several models can be scored together.
+    model: str = ""
     # Correct class ids; empty means the image has no valid label and is dropped.
     labels: list[str]
     label: str | None = None

@@ -213,3 +213,21 @@ def test_scores_recomputed_from_jsonl(tmp_path):
     assert score.single_label.value == pytest.approx(0.0)
     assert score.multilabel.value == pytest.approx(0.5)
     assert score.multilabel_discard_out_of_list.value == pytest.approx(1.0)
+
+
+def test_models_scored_side_by_side():
+    rows = [
+        row("protocol=open", "a", [CAT], CAT, model="demo-llava"),
+        row("protocol=open", "b", [DOG], None, out_of_list=True, model="demo-llava"),
+        row("protocol=open", "a", [CAT], CAT, model="efficientnet-lite0"),
+        row("protocol=open", "b", [DOG], DOG, model="efficientnet-lite0"),
+    ]
+    scores = score_rows(rows)
+
+    assert [score.setting for score in scores.settings] == [
+        "demo-llava | protocol=open",
+        "efficientnet-lite0 | protocol=open",
+    ]
+    (comparison,) = [item for item in scores.comparisons if item.title.startswith("Models")]
+    assert [item.variant for item in comparison.rows] == ["demo-llava", "efficientnet-lite0"]
+    assert [item.delta_vs_first for item in comparison.rows] == pytest.approx([0.0, 0.5])
