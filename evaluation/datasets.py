@@ -269,17 +269,35 @@ def bundled_manifest_path() -> Path:
     return Path(str(resources.files("evaluation").joinpath("data/bundled_photos.jsonl")))
 
 
-def load_bundled() -> Dataset:
-    """Load the hand-labelled scikit-image and matplotlib sample photos."""
+def load_bundled(augmented: bool = False) -> Dataset:
+    """Load the hand-labelled scikit-image and matplotlib sample photos.
+
+    With `augmented`, each photo also appears flipped, cropped and rotated
+    (`VIEW_NAMES`, 8 views in all), so batch sizes up to 64 hold different
+    images. The views of one photo are not independent samples, so intervals
+    computed on them are too narrow.
+    """
     dataset = load_manifest(bundled_manifest_path(), name="bundled")
     dataset.description = "scikit-image and matplotlib sample photos with hand-checked ImageNet-1k multilabels"
+    if augmented:
+        dataset.samples = [
+            Sample(f"{sample.id}{VIEW_SEPARATOR}{view}", f"{sample.source}{VIEW_SEPARATOR}{view}", sample.labels, sample.label)
+            for sample in dataset.samples
+            for view in VIEW_NAMES
+        ]
+        dataset.name = "bundled-augmented"
+        dataset.description += f", {len(VIEW_NAMES)} views of each (flips, crops, small rotations)"
     return dataset
 
 
 def load_dataset(spec: str, labels: str | None = None, limit: int | None = None) -> Dataset:
-    """Load a dataset from a CLI spec: `bundled`, a folder, a `.jsonl` manifest, or an ImageNet val folder with `labels`."""
-    if spec == "bundled":
-        dataset = load_bundled()
+    """Load a dataset from a CLI spec.
+
+    `bundled` or `bundled-augmented`, a folder, a `.jsonl` manifest, or an
+    ImageNet val folder with `labels`.
+    """
+    if spec in ("bundled", "bundled-augmented"):
+        dataset = load_bundled(augmented=spec == "bundled-augmented")
     elif labels is not None:
         dataset = load_imagenet_val(spec, labels)
     elif spec.endswith(".jsonl"):
@@ -295,21 +313,57 @@ def load_dataset(spec: str, labels: str | None = None, limit: int | None = None)
 # -- pixels --------------------------------------------------------------------
 
 
+VIEW_SEPARATOR = "|"
+VIEW_NAMES = ("original", "hflip", "crop80", "crop80-topleft", "crop80-bottomright", "hflip-crop90", "rotate+8", "rotate-8")
+
+
+def _crop(image: Image.Image, fraction: float, anchor: str) -> Image.Image:
+    width, height = image.size
+    crop_width, crop_height = round(width * fraction), round(height * fraction)
+    left = {"center": (width - crop_width) // 2, "topleft": 0, "bottomright": width - crop_width}[anchor]
+    top = {"center": (height - crop_height) // 2, "topleft": 0, "bottomright": height - crop_height}[anchor]
+    return image.crop((left, top, left + crop_width, top + crop_height))
+
+
+def apply_view(image: Image.Image, view: str) -> Image.Image:
+    """Return one of the deterministic views in VIEW_NAMES of an image."""
+    flipped = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    views = {
+        "original": lambda: image,
+        "hflip": lambda: flipped,
+        "crop80": lambda: _crop(image, 0.8, "center"),
+        "crop80-topleft": lambda: _crop(image, 0.8, "topleft"),
+        "crop80-bottomright": lambda: _crop(image, 0.8, "bottomright"),
+        "hflip-crop90": lambda: _crop(flipped, 0.9, "center"),
+        # Bicubic rotation without expanding, so the corners fill with black.
+        "rotate+8": lambda: image.rotate(8, resample=Image.BICUBIC),
+        "rotate-8": lambda: image.rotate(-8, resample=Image.BICUBIC),
+    }
+    if view not in views:
+        raise DatasetError(f"unknown image view {view!r}; expected one of {', '.join(VIEW_NAMES)}")
+    return views[view]()
+
+
 def load_image(sample: Sample) -> Image.Image:
-    """Read a sample's image as RGB; raise DatasetError when it cannot be read."""
-    kind, _, name = sample.source.partition(":")
+    """Read a sample's image as RGB; raise DatasetError when it cannot be read.
+
+    A source ending in `|<view>` (bundled-augmented) is read and then transformed by `apply_view`.
+    """
+    source, _, view = sample.source.partition(VIEW_SEPARATOR)
+    kind, _, name = source.partition(":")
     try:
         if kind == "skimage":
             image = _skimage_image(name)
         elif kind == "matplotlib":
             image = _matplotlib_image(name)
         else:
-            with Image.open(sample.source) as opened:
+            with Image.open(source) as opened:
                 opened.load()
                 image = opened
     except (OSError, AttributeError, ValueError) as error:
         raise DatasetError(f"cannot load image {sample.id} from {sample.source}: {error}") from error
-    return image.convert("RGB")
+    image = image.convert("RGB")
+    return apply_view(image, view) if view else image
 
 
 def _skimage_image(name: str) -> Image.Image:

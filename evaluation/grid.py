@@ -20,6 +20,7 @@ protocol audit isolates one effect; `product: true` crosses all axes instead.
 from __future__ import annotations
 
 import itertools
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -167,9 +168,16 @@ class GridError(ValueError):
     """Raised for an unreadable or invalid grid file."""
 
 
+def bundled_grid_path(name: str) -> Path:
+    """Return the path of a grid shipped in the package (`audit`, `supervised`, `quick`)."""
+    return Path(str(resources.files("evaluation").joinpath(f"data/grid-{name}.yaml")))
+
+
 def load_grid(path: str | Path) -> Grid:
-    """Read a grid YAML file."""
+    """Read a grid YAML file, or a bundled grid by name when no such file exists."""
     path = Path(path)
+    if not path.exists() and bundled_grid_path(str(path)).exists():
+        path = bundled_grid_path(str(path))
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as error:
@@ -179,14 +187,3 @@ def load_grid(path: str | Path) -> Grid:
     except ValidationError as error:
         raise GridError(f"invalid grid file {path}: {error}") from error
 
-
-DEFAULT_GRID = Grid(
-    base={"protocol": "open", "batch_size": 8},
-    vary={
-        "protocol": ["open", "multilabel"],
-        "distractors": ["random", "nearest", "confusion"],
-        "mapping": ["exact", "embedding"],
-        "batch_size": [1, 4, 16],
-        "order_seed": [1, 2],
-    },
-)

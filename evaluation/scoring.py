@@ -318,13 +318,17 @@ def _comparisons(keys: list[_Key], by_display: dict[str, SettingScore]) -> list[
         if key.setting is not None:
             bases.setdefault(key.model, key.setting)
 
+    # Fields that only exist to configure one protocol do not disqualify a setting.
+    protocol_fields = {"protocol", "distractors", "closed_candidates", "num_options"}
+
     def at_base_except_protocol(key: _Key) -> str | None:
-        base = bases[key.model]
-        same = key.setting == Setting(**{**base.model_dump(exclude={"protocol"}), "protocol": key.setting.protocol})
-        return "base" if same else None
+        shared = bases[key.model].model_dump(exclude=protocol_fields)
+        return "base" if key.setting.model_dump(exclude=protocol_fields) == shared else None
 
     for members in _grouped(keys, at_base_except_protocol):
-        comparisons.append(_comparison("Protocols", members, [key.setting.protocol for key in members], by_display))
+        if len({key.setting.protocol for key in members}) > 1:
+            variants = [key.setting.label() for key in members]
+            comparisons.append(_comparison("Protocols at the base setting", members, variants, by_display))
     return comparisons
 
 

@@ -83,6 +83,24 @@ def _build_transport(backend: str, model: str | None, url: str | None, config_pa
     return EngineTransport(engine), remapper, config
 
 
+def _load_encoders(remapper, settings) -> None:  # noqa: ANN001 - Remapper, list[Setting]
+    """Build every encoder's mapper before the first image, so a missing encoder fails fast."""
+    from mapping import EncoderError
+
+    from evaluation.encoders import SECOND_ENCODER
+
+    for encoder in dict.fromkeys(setting.encoder for setting in settings if setting.mapping == "embedding"):
+        try:
+            remapper.mapper(encoder)
+        except EncoderError as error:
+            hint = (
+                f" Assemble {SECOND_ENCODER} offline as described in `python -m evaluation.encoders --help`."
+                if encoder == SECOND_ENCODER
+                else ""
+            )
+            raise click.ClickException(f"{error}.{hint}") from error
+
+
 @click.command("evaluate")
 @click.option("--dataset", required=True, help="`bundled`, an image folder (one subfolder per class), a .jsonl manifest, or an ImageNet val folder with --labels.")
 @click.option("--labels", "labels_path", default=None, help="ImageNet val labels: ReaL real.json, a CSV with proposed_labels, or one class index per line.")
@@ -96,7 +114,13 @@ def _build_transport(backend: str, model: str | None, url: str | None, config_pa
 )
 @click.option("--model", default=None, help="Model id or local folder for in-process backends (default: the config's).")
 @click.option("--url", default=None, help="Service address: http://127.0.0.1:3000 for http, 127.0.0.1:50051 for grpc.")
-@click.option("--grid", "grid_path", default=None, help="Grid YAML file (default: the built-in audit grid).")
+@click.option(
+    "--grid",
+    "grid_path",
+    default="quick",
+    show_default=True,
+    help="Grid YAML file, or a bundled grid: quick, audit (MLLMs), supervised.",
+)
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for results.jsonl and the report.")
 @click.option("--config", "config_path", default=None, help="Service config YAML (default: service/config.yaml plus env overrides).")
 @click.option("--api-key-env", default="MLLM_CLASSIFY_API_KEY", show_default=True, help="Environment variable with the service API key.")
@@ -110,7 +134,7 @@ def evaluate_command(
     backend: str,
     model: str | None,
     url: str | None,
-    grid_path: str | None,
+    grid_path: str,
     out_dir: str,
     config_path: str | None,
     api_key_env: str,
@@ -120,7 +144,7 @@ def evaluate_command(
 ) -> None:
     """Evaluate a model over a grid of protocol settings and write JSON, Markdown and PNG plots."""
     from evaluation.datasets import DatasetError, load_dataset
-    from evaluation.grid import DEFAULT_GRID, GridError, load_grid
+    from evaluation.grid import GridError, load_grid
     from evaluation.report import Report, RunInfo, write_report
     from evaluation.runner import Runner
     from evaluation.scoring import score_rows
@@ -131,8 +155,7 @@ def evaluate_command(
     results_path = out / RESULTS_FILE
 
     try:
-        grid = load_grid(grid_path) if grid_path else DEFAULT_GRID
-        settings = grid.expand()
+        settings = load_grid(grid_path).expand()
     except GridError as error:
         raise click.ClickException(str(error)) from error
 
@@ -144,6 +167,7 @@ def evaluate_command(
 
         transport, remapper, config = _build_transport(backend, model, url, config_path, api_key_env)
         try:
+            _load_encoders(remapper, settings)
             with ResultStore(results_path) as store:
                 runner = Runner(transport, remapper, store, taxonomy_name=None, progress=not no_progress)
                 summary = runner.run(data, settings)

@@ -154,3 +154,20 @@ def test_store_resumes_after_partial_line(tmp_path):
         store.append([ResultRow(setting="protocol=open", image_id="b", labels=["y"])])
 
     assert [row.image_id for row in read_rows(path)] == ["a", "b"]
+
+
+def test_bundled_augmented_views():
+    dataset = load_dataset("bundled-augmented")
+    plain = {sample.id: sample for sample in load_bundled()}
+
+    assert len(dataset) == 80
+    assert dataset.num_dropped() == 16
+    assert dataset[0].id == "chelsea|original"
+    assert dataset[1].labels == plain["chelsea"].labels
+
+    original = load_image(dataset[0])
+    flipped = load_image(dataset[1])
+    cropped = load_image(dataset[2])
+    assert flipped.size == original.size
+    assert flipped.getpixel((0, 0)) == original.getpixel((original.width - 1, 0))
+    assert cropped.size == (round(original.width * 0.8), round(original.height * 0.8))
