@@ -15,7 +15,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy import Engine, create_engine, event, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # Its own version table, so the store can share a database with other Alembic projects.
 VERSION_TABLE = "assist_alembic_version"
+# Arbitrary constant key of the PostgreSQL advisory lock held while migrating.
+MIGRATION_LOCK_KEY = 0x6D6C6C6D
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,12 @@ def migrate(engine: Engine) -> None:
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Service workers start together; the lock makes the others wait
+            # until the first one has created the tables, until commit.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        # NOTE: SQLite has no such lock, so several processes migrating a new
+        # SQLite file at the same moment can fail with "table already exists".
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 

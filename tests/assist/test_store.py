@@ -132,3 +132,20 @@ def test_report_of_empty_store(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     assert "acceptance@1: n/a (0/0)" in result.output
     assert "no confidence threshold reaches 95.0%" in result.output
+
+
+def test_concurrent_postgres_migrations(postgres_url: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .conftest import _fresh_postgres_database
+
+    url = _fresh_postgres_database(postgres_url, "concurrent_migrations")
+    stores = [Store(url) for _ in range(4)]
+    try:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            for future in [pool.submit(store.migrate) for store in stores]:
+                future.result()
+        assert stores[0].count_suggestions() == 0
+    finally:
+        for store in stores:
+            store.close()
