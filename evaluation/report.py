@@ -15,7 +15,7 @@ from evaluation.scoring import Accuracy, Comparison, ReplicateGroup, Scores, Set
 
 
 class RunInfo(BaseModel):
-    """What produced the scores: dataset, backend, model and when."""
+    """Provenance of one model's rows: dataset, backend, model and run time."""
 
     dataset: str
     dataset_description: str = ""

@@ -209,7 +209,12 @@ def _parse_setting(key: str) -> Setting | None:
         name, _, raw = part.partition("=")
         if name not in Setting.model_fields:
             return None
-        fields[name] = None if raw == "None" else (int(raw) if raw.lstrip("-").isdigit() else raw)
+        if raw == "None":
+            fields[name] = None
+        elif raw.lstrip("-").isdigit():
+            fields[name] = int(raw)
+        else:
+            fields[name] = raw
     try:
         return Setting(**fields)
     except ValueError:
