@@ -49,7 +49,7 @@ class TextEncoder:
         self.batch_size = batch_size
         self._model = model
         self._lock = threading.Lock()
-        dimension = model.get_sentence_embedding_dimension()
+        dimension = model.get_embedding_dimension()
         if dimension is None:
             dimension = int(self._encode_unlocked([_FINGERPRINT_PROBE]).shape[1])
         self.dimension: int = int(dimension)

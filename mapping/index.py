@@ -224,14 +224,17 @@ def expected_manifest(taxonomy: Taxonomy, encoder: TextEncoder, kind: str, templ
     )
 
 
-def build_index(taxonomy: Taxonomy, encoder: TextEncoder, kind: str, templates: Sequence[str] = ()) -> ClassIndex:
-    """Embed every class text and build a FAISS index of kind `kind`."""
+def embed_class_texts(taxonomy: Taxonomy, encoder: TextEncoder, templates: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """Return the unit vectors of every class text and the class index of each row."""
+    texts, rows = class_texts(taxonomy, templates)
+    return encoder.encode(texts), rows
+
+
+def index_from_vectors(vectors: np.ndarray, rows: np.ndarray, num_classes: int, kind: str) -> ClassIndex:
+    """Build a FAISS index of kind `kind` over precomputed class vectors."""
     import faiss
 
-    started = time.perf_counter()
-    texts, rows = class_texts(taxonomy, templates)
-    vectors = encoder.encode(texts)
-    index = _new_faiss_index(kind, encoder.dimension)
+    index = _new_faiss_index(kind, vectors.shape[1])
     if kind == "hnsw":
         # HNSW insertion order depends on thread scheduling; one thread keeps the graph reproducible.
         with _HNSW_BUILD_LOCK:
@@ -243,11 +246,19 @@ def build_index(taxonomy: Taxonomy, encoder: TextEncoder, kind: str, templates: 
                 faiss.omp_set_num_threads(threads)
     else:
         index.add(vectors)
+    return ClassIndex(index, rows, num_classes, kind)
+
+
+def build_index(taxonomy: Taxonomy, encoder: TextEncoder, kind: str, templates: Sequence[str] = ()) -> ClassIndex:
+    """Embed every class text and build a FAISS index of kind `kind`."""
+    started = time.perf_counter()
+    vectors, rows = embed_class_texts(taxonomy, encoder, templates)
+    class_index = index_from_vectors(vectors, rows, len(taxonomy), kind)
     logger.info(
         "built %s index for taxonomy %s: %d vectors for %d classes in %.1f s",
-        kind, taxonomy.name, len(texts), len(taxonomy), time.perf_counter() - started,
+        kind, taxonomy.name, len(rows), len(taxonomy), time.perf_counter() - started,
     )
-    return ClassIndex(index, rows, len(taxonomy), kind)
+    return class_index
 
 
 def save_index(folder: Path, class_index: ClassIndex, manifest: IndexManifest) -> None:

@@ -101,6 +101,10 @@ class Mapper:
                     return indexes, "exact" if is_display else "synonym"
         return None
 
+    def _is_name(self, key: str) -> bool:
+        """Return True when the whole normalized text is a class name or synonym, singular or plural."""
+        return key in self._exact or singular_key(key) in self._singular
+
     def _match_plain_name(self, answer: str, allowed: set[int] | None) -> MappingResult | None:
         """Map an answer that is exactly a class name ("Tabby cat.") without the full parser.
 
@@ -245,7 +249,8 @@ class Mapper:
         Items that abstain are dropped, and items repeating an earlier one are merged.
         """
         whole = parse_answer(answer)
-        if not whole.abstain and self._match_names(whole) is not None and not any(word in whole.text for word in (",", ";", "\n")):
+        # The parser keeps only the first line, so the name test uses the whole text.
+        if not whole.abstain and self._is_name(normalize_text(answer[:_PLAIN_NAME_MAX_CHARS])):
             return [self.map(answer, top_k=top_k, candidates=candidates)]
 
         items = list(dict.fromkeys(split_answers(answer, protected=self._protected)))
