@@ -128,6 +128,11 @@ class GrpcServer:
 
 async def start_grpc_server(classifier: Any, config: Config) -> GrpcServer:
     """Bind and start the gRPC server for one worker; health stays NOT_SERVING until ready."""
+    # BentoML 1.4.40 sets the root logger to WARNING in server processes
+    # (bentoml/_internal/log.py), which would hide the start, ready and stop lines.
+    if logger.level == logging.NOTSET and logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+
     api_key = config.api_key()
     interceptors = [ApiKeyInterceptor(api_key)] if api_key else []
     server = grpc.aio.server(options=server_options(config), interceptors=interceptors)
