@@ -124,15 +124,16 @@ def recommend(rows: Sequence[SweepRow], low_load_tolerance: float = 0.25) -> Rec
 def _markdown_table(rows: Sequence[SweepRow], front: Sequence[SweepRow]) -> list[str]:
     front_ids = {id(row) for row in front}
     lines = [
-        "| batch | latency ms | conc. | req | err % | img/s | p50 ms | p95 ms | p99 ms | mean batch | batch ms/img | queue mean ms | queue p95 ms | Pareto |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|",
+        "| batch | latency ms | conc. | req | err % | img/s | p50 ms | p95 ms | p99 ms | mean batch | batch ms/img | queue mean ms | queue p95 ms | load avg | Pareto |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|",
     ]
     for row in rows:
         lines.append(
             f"| {row.max_batch_size} | {row.max_latency_ms} | {row.concurrency} | {row.requests} | "
             f"{row.error_rate * 100:.1f} | {row.throughput_img_s:.2f} | {row.p50_ms:.0f} | {row.p95_ms:.0f} | "
             f"{row.p99_ms:.0f} | {row.mean_batch_size:.2f} | {row.batch_ms_per_image:.0f} | "
-            f"{row.queue_wait_mean_ms:.0f} | {row.queue_wait_p95_ms:.0f} | {'yes' if id(row) in front_ids else ''} |"
+            f"{row.queue_wait_mean_ms:.0f} | {row.queue_wait_p95_ms:.0f} | {row.load_avg_1m:.1f} | "
+            f"{'yes' if id(row) in front_ids else ''} |"
         )
     return lines
 
@@ -161,7 +162,9 @@ def write_summary(
         "",
         "Latency percentiles and throughput are measured by the client; batch sizes, batch time and queue",
         "wait come from the service's /metrics, read before and after each level. Queue p95 is estimated",
-        "from histogram buckets as Prometheus's histogram_quantile does.",
+        "from histogram buckets as Prometheus's histogram_quantile does. The load average column is the",
+        "machine's 1-minute load when the level ended: other processes on the same cores slow every level",
+        "they overlap.",
         "",
         "## Recommendation",
         "",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -79,6 +80,9 @@ class SweepRow:
     batch_ms_per_image: float
     queue_wait_mean_ms: float
     queue_wait_p95_ms: float
+    # 1-minute load average of the machine when the level ended; other processes
+    # on the same cores skew every figure in the row.
+    load_avg_1m: float = float("nan")
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -136,6 +140,7 @@ def build_row(
         batch_ms_per_image=_round(ms_per_image),
         queue_wait_mean_ms=_round(queue_wait.mean() * 1000.0),
         queue_wait_p95_ms=_round(queue_wait.quantile(0.95) * 1000.0),
+        load_avg_1m=_round(os.getloadavg()[0]),
     )
 
 
@@ -182,21 +187,25 @@ def run_sweep(
     on_row: Callable[[SweepRow], None] | None = None,
 ) -> list[SweepRow]:
     """Start a service per grid point and measure it; `on_row` sees each row as it is made."""
-    from service.launcher import free_port, start_service
+    from service.launcher import ServiceStartError, free_port, start_service
 
     rows: list[SweepRow] = []
     for batch_size in settings.batch_sizes:
         for max_latency_ms in settings.max_latencies_ms:
             overrides = {"batching": {"max_batch_size": batch_size, "max_latency_ms": max_latency_ms}}
             logger.info("starting service for batch=%d latency=%dms", batch_size, max_latency_ms)
-            with start_service(
-                model_id=settings.model_id,
-                http_port=free_port(),
-                grpc_port=free_port(),
-                env=dict(settings.service_env),
-                config_overrides=overrides,
-            ) as service:
-                point_rows = sweep_grid_point(service.url, settings, batch_size, max_latency_ms)
+            try:
+                with start_service(
+                    model_id=settings.model_id,
+                    http_port=free_port(),
+                    env=dict(settings.service_env),
+                    config_overrides=overrides,
+                ) as service:
+                    point_rows = sweep_grid_point(service.url, settings, batch_size, max_latency_ms)
+            except ServiceStartError as error:
+                # One grid point that cannot start should not cost the points already measured.
+                logger.error("skipping batch=%d latency=%dms: the service failed to start: %s", batch_size, max_latency_ms, error)
+                continue
             for row in point_rows:
                 rows.append(row)
                 if on_row is not None:

@@ -61,6 +61,7 @@ def _row(batch: int, latency: int, concurrency: int, throughput: float, p95: flo
         batch_ms_per_image=100.0 / min(batch, concurrency),
         queue_wait_mean_ms=5.0,
         queue_wait_p95_ms=9.0,
+        load_avg_1m=1.5,
     )
 
 

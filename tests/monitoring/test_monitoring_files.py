@@ -98,7 +98,9 @@ def test_dashboard_targets_have_expressions():
 def test_dashboard_grid_fits_24_columns():
     for panel in _panels(load_dashboard()):
         grid = panel["gridPos"]
-        assert grid["x"] >= 0 and grid["w"] > 0 and grid["h"] > 0, panel["title"]
+        assert grid["x"] >= 0, panel["title"]
+        assert grid["w"] > 0, panel["title"]
+        assert grid["h"] > 0, panel["title"]
         assert grid["x"] + grid["w"] <= 24, panel["title"]
 
 
