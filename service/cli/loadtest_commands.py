@@ -38,8 +38,8 @@ def loadtest_group() -> None:
 
 @loadtest_group.command("sweep")
 @click.option("--model", "model_id", default="models/bench-llava", show_default=True, help="Model path the service loads.")
-@click.option("--batch-sizes", default="1,4,8", show_default=True, callback=_parse_list, help="max_batch_size values (images), comma-separated.")
-@click.option("--latencies-ms", default="2000,60000", show_default=True, callback=_parse_list, help="max_latency_ms values (ms), comma-separated.")
+@click.option("--batch-sizes", default="2,4,8", show_default=True, callback=_parse_list, help="max_batch_size values (images, at least 2), comma-separated.")
+@click.option("--latencies-ms", default="5000,60000", show_default=True, callback=_parse_list, help="max_latency_ms values (ms), comma-separated.")
 @click.option("--concurrency", "concurrencies", default="1,4,8", show_default=True, callback=_parse_list, help="Client concurrency levels, comma-separated.")
 @click.option("--requests-per-worker", default=4, show_default=True, type=click.IntRange(1, 100), help="Requests per level = concurrency x this, at least --min-requests.")
 @click.option("--min-requests", default=12, show_default=True, type=click.IntRange(1, 10_000), help="Lower bound on requests per level.")
@@ -67,6 +67,14 @@ def sweep_command(
 
     if not Path(model_id).exists():
         raise click.BadParameter(f"model directory {model_id} not found; run `mllm-classify build-models --out models` first", param_hint="--model")
+
+    if min(batch_sizes) < 2:
+        # BentoML 1.4 rejects max_batch_size=1 on a batchable API, so the service would not start.
+        raise click.BadParameter(
+            f"invalid batch size {min(batch_sizes)}: BentoML requires max_batch_size >= 2; "
+            "the concurrency-1 level already shows unbatched latency",
+            param_hint="--batch-sizes",
+        )
 
     form = {"max_new_tokens": str(max_new_tokens)} if max_new_tokens else {}
     service_env = {"MLLM_CLASSIFY_MODEL__TORCH_THREADS": str(torch_threads)} if torch_threads else {}
