@@ -83,12 +83,38 @@ class ServerConfig(_Section):
     protect_metrics: bool = False
 
 
+class FetchConfig(_Section):
+    # Server-side fetching of `image_url` is off unless enabled with a host allowlist.
+    enabled: bool = False
+    # Exact host names (lowercase, no port); "*.example.com" matches subdomains only.
+    allowed_hosts: list[str] = Field(default_factory=list)
+    max_bytes: int = Field(20 * 1024 * 1024, ge=1024)
+    # Whole fetch, redirects included.
+    timeout_s: float = Field(10.0, gt=0)
+    max_redirects: int = Field(3, ge=0, le=10)
+    # Test-only: let allowlisted hosts resolve to loopback and private addresses.
+    allow_private_addresses: bool = False
+
+
+class FaultsConfig(_Section):
+    """Test-only fault injection; every value off by default."""
+
+    # Model batches that raise at startup, counted from the first batch.
+    fail_batches: int = Field(0, ge=0)
+    # When this file exists at the start of a batch, that batch raises and the file is deleted.
+    fail_batch_file: str = ""
+    # Extra seconds every batch sleeps, to hold requests in flight.
+    batch_delay_s: float = Field(0.0, ge=0)
+
+
 class Config(_Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     mapping: MappingConfig = Field(default_factory=MappingConfig)
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    fetch: FetchConfig = Field(default_factory=FetchConfig)
+    faults: FaultsConfig = Field(default_factory=FaultsConfig)
 
     def api_key(self) -> str | None:
         """Return the configured API key, or None when none is set."""

@@ -65,6 +65,10 @@ def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:
             raise ImageError("the data is not a recognised image format (expected JPEG, PNG or WebP)") from error
         except Image.DecompressionBombError as error:
             raise ImageError(f"the image is a decompression bomb: {error}") from error
+        except (OSError, SyntaxError, ValueError) as error:
+            # Some decoders parse more than the header in open(): a truncated
+            # WebP fails here with "could not create decoder object".
+            raise ImageError(f"the image is truncated or corrupt: {error}") from error
 
         if image.format not in ACCEPTED_FORMATS:
             raise ImageError(f"image format {image.format} is not supported; send JPEG, PNG or WebP")

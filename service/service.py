@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 import uuid
+from pathlib import Path
 from typing import Annotated
 
 import anyio
@@ -22,8 +23,11 @@ from pydantic import BaseModel, Field
 
 from service import metrics
 from service.auth import ApiKeyMiddleware
+from service.body_limit import BodyLimitMiddleware
 from service.config import load_config
 from service.engine import Engine
+from service.error_bodies import ErrorBodyMiddleware
+from service.faults import FaultInjector
 from service.errors import (
     ServiceError,
     backend_failed,
@@ -37,6 +41,7 @@ from service.protocols import ModelAnswer, Outcome, ParameterError, PromptReques
 from service.http_routes import build_routes_app
 from service.requests import build_params, record_error, record_result
 from service.schemas import BatchClassifyResult, ClassifyParams, ClassifyResult, StageTimings
+from service.url_fetch import FetchError, UrlFetcher
 
 logger = logging.getLogger("mllm_classify.service")
 
@@ -82,6 +87,8 @@ class Classifier:
         self.engine = Engine(self.config)
         self.model_id = self.engine.info().model_id
         self.limits = ImageLimits(self.config.limits.max_image_bytes, self.config.limits.max_image_pixels)
+        self.faults = FaultInjector(self.config.faults)
+        self.fetcher = UrlFetcher(self.config.fetch)
 
         # Decoded images wait here while their prompts travel through the
         # batcher, which only carries JSON-sized items. One dict per worker
@@ -138,6 +145,7 @@ class Classifier:
             for item in items
         ]
         try:
+            self.faults.before_batch([item.request_id for item in items])
             answers, timings = self.engine.answer(images, requests, [item.max_new_tokens for item in items])
         except Exception:
             logger.exception("backend failed on a batch of %d, requests %s", len(items), [item.request_id for item in items])
@@ -300,37 +308,78 @@ class Classifier:
     @bentoml.api(route="/classify")
     async def classify(
         self,
-        image: Annotated[bytes, Field(description="The image file (JPEG, PNG, WebP, GIF, BMP or TIFF).")],
+        # A file field must be a plain Path for BentoML to treat it as a
+        # multipart upload: bytes is parsed as a JSON form value, and Path | None
+        # loses BentoML's upload validator.
+        image: Annotated[Path, Field(description="The image file (JPEG, PNG, WebP, GIF, BMP or TIFF).")],
         protocol: Annotated[str, Field(description="open, closed, choice, multilabel, constrained or score.")] = "open",
         taxonomy: Annotated[str | None, Field(description="Taxonomy name from GET /taxonomies; default: the service's.")] = None,
+        # BentoML parses form fields as JSON where they parse, so a JSON array
+        # arrives as a list and anything else as a string.
         candidates: Annotated[
-            str | None, Field(description="Class ids or names to restrict the answer to: a JSON array or comma-separated.")
+            list[str] | str | None,
+            Field(description="Class ids or names to restrict the answer to: a JSON array or comma-separated."),
         ] = None,
         top_k: Annotated[int, Field(description="Number of ranked labels to return.")] = 5,
         seed: Annotated[int, Field(description="Seed for option order in the choice protocol.")] = 0,
         num_options: Annotated[int, Field(description="Options offered by the two-stage choice protocol.")] = 5,
         max_new_tokens: Annotated[int | None, Field(description="Generation limit; default from the config.")] = None,
     ) -> ClassifyResult:
-        """Classify one image."""
+        """Classify one uploaded image."""
         request_id = uuid.uuid4().hex
         try:
             params = build_params(
                 protocol=protocol, taxonomy=taxonomy, candidates=candidates, top_k=top_k,
                 seed=seed, num_options=num_options, max_new_tokens=max_new_tokens,
             )
-            results = await self.classify_images([image], params, "http", [request_id])
+            data = await anyio.Path(image).read_bytes()
+            results = await self.classify_images([data], params, "http", [request_id])
         except ServiceError as error:
             error.request_id = error.request_id or request_id
             return error.to_response()  # type: ignore[return-value]
         return results[0]
 
+    @bentoml.api(route="/classify_url")
+    async def classify_url(
+        self,
+        image_url: Annotated[str, Field(description="Image URL to fetch; only hosts on the fetch allowlist are fetched.")],
+        protocol: str = "open",
+        taxonomy: str | None = None,
+        candidates: list[str] | str | None = None,
+        top_k: int = 5,
+        seed: int = 0,
+        num_options: int = 5,
+        max_new_tokens: int | None = None,
+    ) -> ClassifyResult:
+        """Classify an image fetched from a URL; disabled unless the fetch section allows it."""
+        request_id = uuid.uuid4().hex
+        try:
+            params = build_params(
+                protocol=protocol, taxonomy=taxonomy, candidates=candidates, top_k=top_k,
+                seed=seed, num_options=num_options, max_new_tokens=max_new_tokens,
+            )
+            data = await self._fetch_image(image_url, request_id)
+            results = await self.classify_images([data], params, "http", [request_id])
+        except ServiceError as error:
+            error.request_id = error.request_id or request_id
+            return error.to_response()  # type: ignore[return-value]
+        return results[0]
+
+    async def _fetch_image(self, image_url: str, request_id: str) -> bytes:
+        """Return the image fetched from image_url, or raise a 400 naming why it was not fetched."""
+        try:
+            return await anyio.to_thread.run_sync(self.fetcher.fetch, image_url)
+        except FetchError as error:
+            logger.info("request %s: image_url not fetched: %s", request_id, error)
+            raise invalid_parameter(str(error), "image_url", request_id) from error
+
     @bentoml.api(route="/classify_batch")
     async def classify_batch(
         self,
-        images: Annotated[list[bytes], Field(description="Image files, classified with the same settings.")],
+        images: Annotated[list[Path], Field(description="Image files, classified with the same settings.")],
         protocol: str = "open",
         taxonomy: str | None = None,
-        candidates: str | None = None,
+        candidates: list[str] | str | None = None,
         top_k: int = 5,
         seed: int = 0,
         num_options: int = 5,
@@ -350,12 +399,17 @@ class Classifier:
                 protocol=protocol, taxonomy=taxonomy, candidates=candidates, top_k=top_k,
                 seed=seed, num_options=num_options, max_new_tokens=max_new_tokens,
             )
-            results = await self.classify_images(images, params, "http", request_ids)
+            uploads = [await anyio.Path(path).read_bytes() for path in images]
+            results = await self.classify_images(uploads, params, "http", request_ids)
         except ServiceError as error:
             error.request_id = error.request_id or request_ids[0] if request_ids else None
             return error.to_response()  # type: ignore[return-value]
         return BatchClassifyResult(results=results)
 
 
+# BentoML applies these in order, outermost first: requests without a valid API
+# key are rejected before any body is read, and oversized bodies before parsing.
 Classifier.add_asgi_middleware(ApiKeyMiddleware, config=CONFIG)
+Classifier.add_asgi_middleware(BodyLimitMiddleware, config=CONFIG)
+Classifier.add_asgi_middleware(ErrorBodyMiddleware, max_parts=CONFIG.limits.max_images_per_request + 16)
 Classifier.mount_asgi_app(build_routes_app(), path="/")
