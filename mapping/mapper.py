@@ -30,7 +30,7 @@ from mapping.distractors import choose_distractors
 from mapping.encoder import TextEncoder
 from mapping.index import ClassIndex, load_or_build_index
 from mapping.normalize import normalize_text, singular_key
-from mapping.parsing import ParsedAnswer, parse_answer, parse_option_letter, split_answers
+from mapping.parsing import ParsedAnswer, is_non_answer_key, parse_answer, parse_option_letter, split_answers
 from mapping.results import LabelScore, MappingMethod, MappingResult
 from mapping.taxonomy import Taxonomy
 
@@ -110,14 +110,16 @@ class Mapper:
 
         Most answers to an open prompt are a bare name, and this path skips the
         wrapper and refusal patterns. It gives the same result as the full path
-        because no normalized class name starts with a wrapper phrase or is a
-        refusal (a test checks every name of the built-in taxonomies).
+        because no normalized class name starts with a wrapper phrase (a test
+        checks every name of the built-in taxonomies). Names that are also
+        non-answers, such as the ImageNet-21k lemma "unknown", take the full
+        path and abstain.
         """
         if len(answer) > _PLAIN_NAME_MAX_CHARS:
             return None
         key = normalize_text(answer)
         indexes = self._exact.get(key)
-        if indexes is None:
+        if indexes is None or is_non_answer_key(key):
             return None
         if allowed is not None:
             indexes = tuple(i for i in indexes if i in allowed)

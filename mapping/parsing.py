@@ -65,7 +65,7 @@ _REFUSAL = re.compile(
     r"as\s+an\s+ai\b|it\s+is\s+(?:not\s+possible|impossible|hard|difficult|unclear)|"
     r"it's\s+(?:not\s+possible|impossible|hard|difficult|unclear)|"
     r"(?:the\s+)?image\s+is\s+(?:too\s+)?(?:blurry|unclear|dark|empty|blank|not\s+clear)|"
-    r"there\s+is\s+no(?:thing)?\b|no\s+(?:object|image|animal)\b|unknown\b|not\s+sure\b|unsure\b)",
+    r"there\s+is\s+no(?:thing)?\b|no\s+(?:object|image|animal)\b)",
     re.IGNORECASE,
 )
 _HEDGE = re.compile(r"\bbut\s+(?:it\s+)?(?:(?:might|may|could)\s+be|looks?\s+like|seems?\s+(?:to\s+be|like)|probably|i\s+think)\s+", re.IGNORECASE)
@@ -136,7 +136,12 @@ def is_refusal(text: str) -> bool:
     """Return True when `text` declines to answer or names no object."""
     if _REFUSAL.match(text):
         return _HEDGE.search(text) is None
-    return normalize_text(text) in _NON_ANSWERS
+    return is_non_answer_key(normalize_text(text))
+
+
+def is_non_answer_key(key: str) -> bool:
+    """Return True when a normalized answer is a whole non-answer ("unknown", "n a", "")."""
+    return key in _NON_ANSWERS
 
 
 def _hedged_answer(text: str) -> str | None:
@@ -161,9 +166,12 @@ def parse_answer(answer: str) -> ParsedAnswer:
     hedged = _hedged_answer(text)
     if hedged is not None:
         text = hedged
+    # Check before and after wrapper removal: "The image is too blurry" loses
+    # "The image is" to the wrapper pattern.
+    refused = hedged is None and is_refusal(text)
     text = _strip_wrappers(text)
 
-    if is_refusal(text):
+    if refused or is_refusal(text):
         return ParsedAnswer(raw=raw, text=text, normalized=normalize_text(text), keys=(), abstain=True)
 
     normalized = normalize_text(text)

@@ -22,6 +22,7 @@ import csv
 import gzip
 import io
 import json
+import re
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -90,19 +91,18 @@ def _decode(path: Path) -> str:
         ) from error
 
 
-def _line_of(text: str, needle: str, occurrence: int = 1) -> int | None:
-    """Return the 1-based line of the `occurrence`-th appearance of `needle` in `text`."""
-    start = -1
-    for _ in range(occurrence):
-        start = text.find(needle, start + 1)
-        if start < 0:
-            return None
-    return text.count("\n", 0, start) + 1
+def _line_of_id(text: str, class_id: Any, occurrence: int) -> int | None:
+    """Return the 1-based line of the `occurrence`-th `"id": <class_id>` in JSON `text`."""
+    pattern = re.compile(r'"id"\s*:\s*' + re.escape(json.dumps(class_id)))
+    for number, match in enumerate(pattern.finditer(text), start=1):
+        if number == occurrence:
+            return text.count("\n", 0, match.start()) + 1
+    return None
 
 
 def _locate(text: str, path: Path, class_id: Any, occurrence: int, fallback: str) -> str:
     """Return "file:line" of a class id for an error message; scanning the text is fine on the error path."""
-    line = _line_of(text, json.dumps(class_id), occurrence)
+    line = _line_of_id(text, class_id, occurrence)
     return f"{path}:{line}" if line is not None else fallback
 
 
