@@ -22,6 +22,11 @@ logger = logging.getLogger(__name__)
 
 BatchOutput = tuple[list[ClassifyResult | Exception], float]
 
+# HTTP requests rejected as busy (429, 503) are sent again after 2 s, then 4 s.
+# The gRPC client retries such statuses itself.
+MAX_ATTEMPTS = 3
+RETRY_DELAY_S = 2.0
+
 
 class Transport(abc.ABC):
     """Sends a batch of images to a model and collects the results."""
@@ -79,12 +84,27 @@ class _RemoteTransport(Transport):
             results = self._classify_each(payloads, params)
         return results, (time.perf_counter() - started) * 1000
 
+    def _is_retryable(self, error: Exception) -> bool:
+        """Return whether the service asked the client to come back later (overloaded or busy)."""
+        return False
+
+    def _with_retries(self, call, *args):  # noqa: ANN001, ANN202 - a client method and its arguments
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                return call(*args)
+            except Exception as error:
+                if attempt == MAX_ATTEMPTS or not self._is_retryable(error):
+                    raise
+                logger.info("%s service busy (%s); retry %d of %d", self.name, error, attempt, MAX_ATTEMPTS - 1)
+                time.sleep(RETRY_DELAY_S * attempt)
+        raise AssertionError("unreachable")
+
     def _classify_shared(self, payloads: list[bytes], params: ClassifyParams) -> list[ClassifyResult | Exception]:
         results: list[ClassifyResult | Exception] = []
         for start in range(0, len(payloads), self.max_images_per_request):
             chunk = payloads[start : start + self.max_images_per_request]
             try:
-                results.extend(self.client.classify_batch(chunk, params))
+                results.extend(self._with_retries(self.client.classify_batch, chunk, params))
             except Exception as error:  # noqa: BLE001 - recorded as error rows
                 logger.warning("%s batch request of %d images failed: %s", self.name, len(chunk), error)
                 results.extend([error] * len(chunk))
@@ -101,7 +121,7 @@ class _RemoteTransport(Transport):
 
         def call(index: int) -> ClassifyResult | Exception:
             try:
-                return self.client.classify(payloads[index], params[index])
+                return self._with_retries(self.client.classify, payloads[index], params[index])
             except Exception as error:  # noqa: BLE001 - recorded as an error row
                 logger.warning("%s request failed: %s", self.name, error)
                 return error
@@ -119,6 +139,12 @@ class _RemoteTransport(Transport):
 
 class HttpTransport(_RemoteTransport):
     name = "http"
+
+    def _is_retryable(self, error: Exception) -> bool:
+        from service.client import ClientError
+
+        # 429: over the concurrency limit; 503: the batcher's queue is over its latency budget.
+        return isinstance(error, ClientError) and error.status in (429, 503)
 
     def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 300.0) -> None:
         from service.client import HttpClient
