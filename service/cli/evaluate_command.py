@@ -181,7 +181,12 @@ def evaluate_command(
                 transport=transport.name,
                 created_at=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
                 results_file=RESULTS_FILE,
-                extra={"settings": str(len(settings)), "default encoder": config.mapping.encoder},
+                extra={
+                    "settings": str(len(settings)),
+                    "default encoder": config.mapping.encoder,
+                    # Timings are only comparable between runs on an otherwise idle machine.
+                    "CPU load average at the end (1 min)": f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
+                },
             )
             _save_run(out, run.model_dump())
         finally:

@@ -166,3 +166,28 @@ def test_evaluate_command_writes_report(tmp_path):
     assert {score.setting: score.multilabel.value for score in rescored.settings} == {
         key: value["multilabel"]["value"] for key, value in settings.items()
     }
+
+
+@pytest.mark.slow
+def test_demo_mllm_on_bundled_photos(models_dir, tmp_path):
+    from service.config import load_config
+    from service.engine import Engine
+
+    config = load_config(environ={})
+    model = config.model.model_copy(update={"backend": "transformers", "model_id": str(models_dir / "demo-llava")})
+    engine = Engine(config.model_copy(update={"model": model}))
+    mapper = engine.mapper()
+    remapper = Remapper(mapper.taxonomy, config.mapping.encoder, default_mapper=mapper)
+
+    path = tmp_path / "results.jsonl"
+    settings = [Setting(batch_size=4), Setting(batch_size=4, mapping="exact")]
+    assert run_settings(engine, remapper, path, settings) == 20
+    rows = {row.image_id: row for row in read_rows(path) if row.setting == settings[0].key}
+
+    # The demo model is trained to name these three photos.
+    assert rows["chelsea"].prediction == TABBY
+    assert rows["coffee"].prediction == ESPRESSO
+    assert rows["rocket"].prediction in {"n03773504", "n04008634"}
+    assert all(row.model.endswith("demo-llava") for row in rows.values())
+    scores = {score.setting: score for score in score_rows(read_rows(path)).settings}
+    assert scores[settings[0].key].multilabel.correct >= 3

@@ -231,3 +231,31 @@ def test_models_scored_side_by_side():
     (comparison,) = [item for item in scores.comparisons if item.title.startswith("Models")]
     assert [item.variant for item in comparison.rows] == ["demo-llava", "efficientnet-lite0"]
     assert [item.delta_vs_first for item in comparison.rows] == pytest.approx([0.0, 0.5])
+
+
+def test_scoring_50k_images_streams(tmp_path):
+    import tracemalloc
+
+    path = tmp_path / "results.jsonl"
+    labels = [CAT, TIGER_CAT, DOG, ESPRESSO]
+    with ResultStore(path) as store:
+        for start in range(0, 50_000, 5_000):
+            store.append(
+                row(setting, f"ILSVRC2012_val_{index + 1:08d}.JPEG", [labels[index % 4]], labels[(index * 7) % 4])
+                for index in range(start, start + 5_000)
+                for setting in ("protocol=open", "protocol=open,order_seed=1")
+            )
+
+    tracemalloc.start()
+    scores = score_rows(read_rows(path))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+
+    score = by_setting(scores)["protocol=open"]
+    assert score.multilabel.total == 50_000
+    # 7 * index and index agree modulo 4 exactly when index is even.
+    assert score.multilabel.value == pytest.approx(0.5)
+    (group,) = scores.replicates
+    assert group.mean_pairwise_agreement == pytest.approx(1.0)
+    # The rows file is about 40 MB; scoring keeps only one prediction per image and setting.
+    assert peak < 40 * 1024 * 1024
