@@ -181,28 +181,28 @@ class Runner:
 
     def _run_group(self, dataset: Dataset, members: list[Setting], summary: RunSummary, bar: tqdm) -> None:
         lead = members[0]
-        order = run_order(dataset, lead)
         todo = [
-            (position, index)
-            for position, index in enumerate(order)
+            (position, dataset[index])
+            for position, index in enumerate(run_order(dataset, lead))
             if any(not self.store.is_done(setting.key, dataset[index].id) for setting in members)
         ]
 
-        for start in range(0, len(todo), lead.batch_size):
-            chunk = todo[start : start + lead.batch_size]
+        # Images without any label are never sent to the model, so they do not take batch slots.
+        dropped = [(position, sample) for position, sample in todo if not sample.labels and sample.label is None]
+        dropped_rows = [row for position, sample in dropped for row in self._dropped_rows(members, sample, position)]
+        self._write(dropped_rows, summary, bar)
+        runnable = [(position, sample) for position, sample in todo if sample.labels or sample.label is not None]
+
+        for start in range(0, len(runnable), lead.batch_size):
             rows: list[ResultRow] = []
             work: list[tuple[int, Sample, list[str] | None]] = []
             images = []
-            for position, index in chunk:
-                sample = dataset[index]
-                if not sample.labels and sample.label is None:
-                    rows.extend(self._dropped_rows(members, sample, position))
-                    continue
+            for position, sample in runnable[start : start + lead.batch_size]:
                 try:
                     image = load_image(sample)
                 except DatasetError as error:
                     logger.warning("%s", error)
-                    rows.extend(self._row(s, sample, error, None, 0.0, 0, position) for s in members)
+                    rows.extend(self._row(setting, sample, error, None, 0.0, 0, position) for setting in members)
                     continue
                 work.append((position, sample, self.candidates_for(lead, sample)))
                 images.append(image)
@@ -212,15 +212,17 @@ class Runner:
                 results, batch_ms = self.transport.classify(images, params)
                 for (position, sample, candidates), result in zip(work, results, strict=True):
                     for setting in members:
-                        if not self.store.is_done(setting.key, sample.id):
-                            rows.append(self._row(setting, sample, result, candidates, batch_ms, len(work), position))
+                        rows.append(self._row(setting, sample, result, candidates, batch_ms, len(work), position))
+            self._write(rows, summary, bar)
 
-            rows = [row for row in rows if not self.store.is_done(row.setting, row.image_id)]
-            self.store.append(rows)
-            summary.written += len(rows)
-            summary.errors += sum(row.status == "error" for row in rows)
-            summary.dropped += sum(row.status == "dropped" for row in rows)
-            bar.update(len(rows))
+    def _write(self, rows: list[ResultRow], summary: RunSummary, bar: tqdm) -> None:
+        # A member setting may already be done for an image that another member still needed.
+        rows = [row for row in rows if not self.store.is_done(row.setting, row.image_id)]
+        self.store.append(rows)
+        summary.written += len(rows)
+        summary.errors += sum(row.status == "error" for row in rows)
+        summary.dropped += sum(row.status == "dropped" for row in rows)
+        bar.update(len(rows))
 
     def _dropped_rows(self, members: list[Setting], sample: Sample, position: int) -> list[ResultRow]:
         # Images with no valid label are not sent to the model but still get a
