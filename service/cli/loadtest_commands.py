@@ -25,6 +25,19 @@ def _parse_list(_ctx: click.Context, param: click.Parameter, value: str) -> tupl
         raise click.BadParameter(str(error), param=param) from error
 
 
+def _code_version() -> str:
+    """Return the git commit of the service code, with "+changes" when the tree has uncommitted edits."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True)
+        status = subprocess.run(["git", "status", "--porcelain", "service", "mapping"], cwd=root, capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (not a git checkout)"
+    return commit.stdout.strip() + ("+changes" if status.stdout.strip() else "")
+
+
 def _machine_description() -> str:
     import os
 
@@ -104,7 +117,8 @@ def sweep_command(
         )
 
     run_sweep(settings, on_row=save_row)
-    paths = write_report(rows, out_dir, settings_summary(settings), _machine_description(), low_load_tolerance)
+    summary = {**settings_summary(settings), "code_version": _code_version()}
+    paths = write_report(rows, out_dir, summary, _machine_description(), low_load_tolerance)
     click.echo(f"wrote {csv_path}, " + ", ".join(str(path) for path in paths))
 
 
