@@ -13,6 +13,10 @@ form, such as a malformed multipart body. This middleware makes all of them
   keeps no data and only records the first problem it finds. When BentoML then
   answers 500, that problem is the cause and the response becomes a 400
   naming it. A 500 without such a problem stays a 500.
+- It rejects a plain form value in a file field (`image`, `images`) while
+  the body streams in. BentoML 1.4.40 (`MultipartSerde.ensure_file` in
+  `_bentoml_impl/serde.py`) would treat such a value as a URL and download
+  it, which would bypass the `fetch` allowlist.
 - It rewrites BentoML's validation errors to name the first invalid field.
 """
 
@@ -29,13 +33,21 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 logger = logging.getLogger("mllm_classify.error_bodies")
 
 # Upload routes and their file fields; every other form field must be a plain value.
-FILE_FIELDS = {"/classify": frozenset({"image"}), "/classify_batch": frozenset({"images"})}
+FILE_FIELDS = {
+    "/classify": frozenset({"image"}),
+    "/classify_batch": frozenset({"images"}),
+    "/classify_url": frozenset(),
+}
 
 ACCEPTED_MEDIA_TYPES = frozenset({"multipart/form-data", "application/json", "application/x-www-form-urlencoded"})
 
 # Bytes of a plain form field checked for valid UTF-8. Longer values are
 # checked up to here, and the parameter checks reject them later.
 MAX_CHECKED_FIELD_BYTES = 1024 * 1024
+
+
+class UploadRejected(Exception):
+    """Raised from `receive` to stop BentoML parsing a form that must not be acted on."""
 
 
 class _MultipartShadow:
@@ -45,6 +57,8 @@ class _MultipartShadow:
         self.file_fields = file_fields
         self.max_parts = max_parts
         self.problem: str | None = None
+        # True when the problem must stop the request before BentoML acts on the form.
+        self.blocking = False
         self.parts = 0
         self.ended = False
         self._header_field = b""
@@ -105,6 +119,10 @@ class _MultipartShadow:
         is_file = b"filename" in options
         if is_file and name not in self.file_fields:
             self.problem = f"form field {name!r} must be a plain value, not a file"
+            return
+        if not is_file and name in self.file_fields:
+            self.problem = f"{name} must be uploaded as a file; image URLs are not fetched from this field"
+            self.blocking = True
             return
         if not is_file:
             try:
@@ -195,6 +213,8 @@ class ErrorBodyMiddleware:
             message = await receive()
             if shadow is not None and message["type"] == "http.request":
                 shadow.feed(message.get("body", b""), message.get("more_body", False))
+                if shadow.blocking:
+                    raise UploadRejected(shadow.problem)
             return message
 
         held_start: dict | None = None
@@ -217,7 +237,12 @@ class ErrorBodyMiddleware:
                 return
             await self._send_normalized(send, held_start, bytes(held_body), shadow.problem if shadow else None)
 
-        await self.app(scope, shadow_receive, normalizing_send)
+        try:
+            await self.app(scope, shadow_receive, normalizing_send)
+        except UploadRejected as error:
+            # Only reached when BentoML lets the exception escape instead of answering 500.
+            if held_start is None:
+                await self._send_error(send, 400, str(error), "body")
 
     @staticmethod
     def _header(scope, name: bytes) -> bytes | None:

@@ -37,6 +37,7 @@ from service.errors import (
     timed_out,
 )
 from service.images import ImageError, ImageLimits, decode_image
+from service.internal_routes import InternalRouteGuard, authorize_self_client
 from service.protocols import ModelAnswer, Outcome, ParameterError, PromptRequest
 from service.http_routes import build_routes_app
 from service.requests import build_params, record_error, record_result
@@ -95,6 +96,7 @@ class Classifier:
         # process: the batcher of a worker only ever calls back into that worker.
         self._images: dict[str, object] = {}
         self._in_flight = 0
+        self._self_client_authorized = False
         self.ready = True
         self.grpc_server = None
         metrics.MODEL_LOADED.labels(model=self.model_id).set(1)
@@ -293,6 +295,9 @@ class Classifier:
         return self.engine.build_result(run, step, request_id, timings, prompt_tokens, generated_tokens)
 
     async def _submit(self, item: BatchItem) -> BatchOutput:
+        if not self._self_client_authorized:
+            authorize_self_client(self.to_async)  # type: ignore[attr-defined]
+            self._self_client_authorized = True
         try:
             outputs = await self.to_async.generate_batch([item])  # type: ignore[attr-defined]
         except ServiceError:
@@ -407,8 +412,10 @@ class Classifier:
         return BatchClassifyResult(results=results)
 
 
-# BentoML applies these in order, outermost first: requests without a valid API
-# key are rejected before any body is read, and oversized bodies before parsing.
+# BentoML applies these in order, outermost first: outside calls to the internal
+# batch route and requests without a valid API key are rejected before any body
+# is read, and oversized bodies before parsing.
+Classifier.add_asgi_middleware(InternalRouteGuard)
 Classifier.add_asgi_middleware(ApiKeyMiddleware, config=CONFIG)
 Classifier.add_asgi_middleware(BodyLimitMiddleware, config=CONFIG)
 Classifier.add_asgi_middleware(ErrorBodyMiddleware, max_parts=CONFIG.limits.max_images_per_request + 16)
