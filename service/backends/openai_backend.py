@@ -36,7 +36,7 @@ def image_data_url(image: Image.Image, max_side: int) -> str:
 
 
 class OpenAIBackend(Backend):
-    """Answers from a remote OpenAI-compatible `/chat/completions` endpoint."""
+    """Backend that sends each (image, prompt) pair to a remote `/chat/completions` endpoint."""
 
     def __init__(
         self,
@@ -58,7 +58,7 @@ class OpenAIBackend(Backend):
         self._client: Any = None
 
     def load(self) -> None:
-        """Open the HTTP client and check that the server answers `GET /models`."""
+        """Open the HTTP client and check that the server responds to `GET /models`."""
         import httpx
 
         headers = {}
@@ -88,7 +88,7 @@ class OpenAIBackend(Backend):
                 f"set a valid key in the environment variable {self.api_key_env}"
             )
         # Some servers implement chat completions without the model list, so
-        # any other answer still counts as reachable.
+        # any other status still counts as reachable.
         if response.status_code != 200:
             logger.warning("GET %s returned HTTP %d; continuing without a model check", url, response.status_code)
 

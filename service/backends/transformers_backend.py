@@ -108,7 +108,8 @@ class TransformersBackend(Backend):
             processor = AutoProcessor.from_pretrained(source)
             model = AutoModelForImageTextToText.from_pretrained(source, dtype=self.dtype)
         except (OSError, ValueError, ImportError, KeyError) as error:
-            raise BackendError(f"cannot load model {self.model_id!r}: {error}. {_load_hint(self.model_id)}") from error
+            reason = str(error).strip().rstrip(".")
+            raise BackendError(f"cannot load model {self.model_id!r}: {reason}. {_load_hint(self.model_id)}") from error
 
         tokenizer = getattr(processor, "tokenizer", None)
         if tokenizer is None:
@@ -200,6 +201,18 @@ class TransformersBackend(Backend):
             for row, new_tokens in enumerate(output[:, prompt_length:].tolist())
         ]
         return generations, BatchTimings(preprocess_s=preprocess_s, generate_s=generate_s)
+
+    def constrained_generate(self, images, requests, max_new_tokens=None):
+        """Answer each request with its top choices by beam search restricted to its choice strings."""
+        from service.backends.constrained import constrained_generate
+
+        return constrained_generate(self, images, requests, max_new_tokens)
+
+    def score_choices(self, images, requests, max_new_tokens=None):
+        """Score each request's choice strings by length-normalized log-likelihood, sharing the prompt's cache."""
+        from service.backends.scoring import score_choices
+
+        return score_choices(self, images, requests, max_new_tokens)
 
     def _count_generated(self, new_tokens: list[int]) -> int:
         """Count tokens up to and including the first end-of-sequence token, without the padding after it."""

@@ -1,6 +1,6 @@
 """Build the offline models into a directory, skipping those already built.
 
-Each model directory holds what `save_pretrained` writes for the model and its
+Each model directory contains what `save_pretrained` writes for the model and its
 processor, plus `build-manifest.json` with the fingerprint of the recipe that
 produced it. A model is rebuilt when its fingerprint changes (new sizes, new
 training settings, new tokenizer corpus) or when `force` is set.
@@ -91,7 +91,7 @@ def _is_up_to_date(path: Path, fingerprint: str) -> bool:
 
 
 def _build_one(name: str, recipe: ModelRecipe, tokenizer, path: Path, fingerprint: str) -> int:
-    """Build, train if the recipe says so, and save model `name`; return its parameter count."""
+    """Build, train if the recipe has training settings, and save model `name`; return its parameter count."""
     model, processor = build_model(recipe.spec, tokenizer, SEED)
     if recipe.training is not None:
         # Training batches are padded on the right; served batches on the left.

@@ -16,7 +16,7 @@ from PIL import Image
 
 @dataclass(frozen=True)
 class DemoAnswers:
-    """What the demo model answers about one photo, per prompt type."""
+    """Expected demo model output for one photo, per prompt type."""
 
     # Answer to the open prompt (and the constrained/score prompts that share its text).
     open: str

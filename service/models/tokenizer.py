@@ -36,7 +36,7 @@ IDEFICS3_TOKENS = (
 )
 SPECIAL_TOKENS = (PAD_TOKEN, BOS_TOKEN, EOS_TOKEN, USER_TOKEN, ASSISTANT_TOKEN, IMAGE_TOKEN, *IDEFICS3_TOKENS)
 
-# One user turn holds an image part and a text part, as `apply_chat_template`
+# One user turn contains an image part and a text part, as `apply_chat_template`
 # receives them from the backend; the model answers after "<|assistant|>".
 CHAT_TEMPLATE = (
     "{{ bos_token }}"

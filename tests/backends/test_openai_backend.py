@@ -129,7 +129,7 @@ def test_batch_answers_pair_images_and_prompts(backend, fake_server):
 
     generations, timings = backend.generate(_images(), ["first", "second", "third"], max_new_tokens=5)
 
-    # Images above 64 px are downscaled before sending; answers stay in input order.
+    # Images above 64 px are downscaled before sending; results stay in input order.
     assert [generation.text for generation in generations] == [
         "first 64x32 data:image/jpeg;base64",
         "second 50x40 data:image/jpeg;base64",

@@ -52,7 +52,7 @@ def test_batch_answers_have_counts_and_timings(backend, photos):
 def test_prompt_tokens_grow_with_prompt(backend, photos):
     generations, _ = backend.generate(photos, PROMPTS)
 
-    # The closed prompt holds the open prompt's length plus a class list.
+    # The closed prompt differs from the open prompt only by its extra text.
     closed_extra = backend.count_tokens(PROMPTS[1]) - backend.count_tokens(PROMPTS[0])
     assert generations[1].prompt_tokens - generations[0].prompt_tokens == closed_extra
 
