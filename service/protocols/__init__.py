@@ -46,3 +46,6 @@ __all__ = [
     "RUN_FACTORIES",
     "create_run",
 ]
+
+# Registers the constrained and score protocols into RUN_FACTORIES.
+from service.protocols import decoding_runs  # noqa: E402,F401
