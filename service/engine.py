@@ -192,13 +192,21 @@ class Engine:
                 raise ParameterError("candidates", f"candidate {item!r} is listed twice")
             seen[key] = item
 
-        try:
-            resolved = mapper.resolve_candidates(list(candidates))
-        except ValueError as error:
-            raise ParameterError("candidates", str(error)) from error
-        if len(resolved) != len(candidates):
-            raise ParameterError("candidates", "two candidates name the same class; list each class once")
-        return resolved
+        # Resolve item by item: a name shared by several classes ("crane")
+        # adds all of them, but two items naming the same class are an error.
+        resolved: dict[str, str] = {}
+        for item in candidates:
+            try:
+                class_ids = mapper.resolve_candidates([item])
+            except ValueError as error:
+                raise ParameterError("candidates", str(error)) from error
+            for class_id in class_ids:
+                if class_id in resolved:
+                    raise ParameterError(
+                        "candidates", f"candidates {resolved[class_id]!r} and {item!r} name the same class {class_id}"
+                    )
+                resolved[class_id] = item
+        return list(resolved)
 
     def create_run(self, params: ClassifyParams) -> ProtocolRun:
         return create_run(self.prepare(params))
