@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from service.schemas import Protocol
 
 Distractors = Literal["service", "random", "nearest", "confusion"]
-Mapping = Literal["service", "exact", "embedding"]
+AnswerMapping = Literal["service", "exact", "embedding"]
 
 # Protocols whose answer is free text, so it can be re-mapped offline.
 REMAPPABLE_PROTOCOLS = ("open", "closed", "multilabel")
@@ -46,12 +46,12 @@ class Setting(BaseModel):
     # (two-stage); the others put the true class among distractors drawn by the mapper.
     distractors: Distractors = "service"
     num_options: int = Field(5, ge=2, le=26)
-    # closed: show the true class and this many nearest classes instead of the whole taxonomy.
+    # closed: show this many classes (the true class and its nearest classes) instead of the whole taxonomy.
     closed_candidates: int | None = Field(None, ge=2)
     # "service" keeps the service's own mapping; "exact" and "embedding" re-map the
     # raw answer offline (exact string match on class names and synonyms, or the
     # embedding mapper with `encoder`).
-    mapping: Mapping = "service"
+    mapping: AnswerMapping = "service"
     encoder: str | None = None
     batch_size: int = Field(8, ge=1, le=256)
     # None keeps the dataset order; an integer shuffles it with that seed.
@@ -145,15 +145,14 @@ class Grid(BaseModel):
 
 
 def _fill_dependent_fields(fields: dict[str, Any]) -> dict[str, Any]:
-    # Varying `distractors` or `mapping` alone from an open-protocol base implies
-    # the protocol they need, so a grid can say `distractors: [random, nearest]`.
+    # Varying `distractors`, `encoder` or `closed_candidates` alone from the base
+    # implies the protocol or mapping they need, so a grid can list
+    # `distractors: [random, nearest]` under an open-protocol base.
     fields = dict(fields)
     if fields.get("distractors", "service") != "service":
         fields["protocol"] = "choice"
     if fields.get("encoder") is not None:
-        fields.setdefault("mapping", "embedding")
-        if fields["mapping"] == "service":
-            fields["mapping"] = "embedding"
+        fields["mapping"] = "embedding"
     if fields.get("closed_candidates") is not None:
         fields["protocol"] = "closed"
     # Choice answers are option letters, so a base that re-maps free text
