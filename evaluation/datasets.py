@@ -117,7 +117,7 @@ def load_proposed_labels_csv(path: str | Path) -> dict[str, tuple[list[int], int
     """Read a CSV with `id` and `proposed_labels` (and optionally `original_label`) columns.
 
     Returns {image file name: (proposed class indices, original class index or None)}.
-    `proposed_labels` holds comma-separated indices, quoted when there are several.
+    `proposed_labels` contains comma-separated indices, quoted when there are several.
     """
     path = Path(path)
     result: dict[str, tuple[list[int], int | None]] = {}

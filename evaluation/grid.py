@@ -48,9 +48,9 @@ class Setting(BaseModel):
     num_options: int = Field(5, ge=2, le=26)
     # closed: show this many classes (the true class and its nearest classes) instead of the whole taxonomy.
     closed_candidates: int | None = Field(None, ge=2)
-    # "service" keeps the service's own mapping; "exact" and "embedding" re-map the
-    # raw answer offline (exact string match on class names and synonyms, or the
-    # embedding mapper with `encoder`).
+    # "service" keeps the service's own mapping. "exact" and "embedding" re-map the
+    # raw answer offline, by exact string match on class names and synonyms or by
+    # the embedding mapper with `encoder`.
     mapping: AnswerMapping = "service"
     encoder: str | None = None
     batch_size: int = Field(8, ge=1, le=256)

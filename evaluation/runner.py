@@ -91,11 +91,11 @@ class Runner:
         if setting.protocol == "choice" and setting.distractors != "service":
             # Other correct labels of a multilabel image are not distractors.
             excluded = set(sample.labels) | {truth}
-            wanted = setting.num_options - 1
+            needed = setting.num_options - 1
             pool = mapper.distractors(
-                truth, wanted + len(excluded), method=setting.distractors, seed=_stable_seed(setting.seed, sample.id) % 2**31
+                truth, needed + len(excluded), method=setting.distractors, seed=_stable_seed(setting.seed, sample.id) % 2**31
             )
-            distractors = [class_id for class_id in pool if class_id not in excluded][:wanted]
+            distractors = [class_id for class_id in pool if class_id not in excluded][:needed]
             options = [truth, *distractors]
             rng.shuffle(options)
             return options
