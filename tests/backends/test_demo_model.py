@@ -58,6 +58,34 @@ def test_demo_model_answers_choice(demo_backend, photos):
         assert answers[name] == DEMO_ANSWERS[name].class_name, name
 
 
+@pytest.mark.parametrize(
+    ("photo", "options"),
+    [
+        ("cat", ["tiger cat", "Egyptian cat", "tabby cat", "lynx", "Persian cat"]),
+        ("coffee", ["espresso machine", "espresso", "measuring cup", "coffee mug", "eggnog"]),
+        ("rocket", ["airliner", "space shuttle", "missile", "airship", "military aircraft"]),
+    ],
+)
+def test_demo_model_picks_among_similar_options(demo_backend, photos, photo, options):
+    # Options like the two-stage choice protocol builds: the nearest classes to a first answer.
+    prompt = prompts.CHOICE.render(options=prompts.format_options(options))
+
+    [generation], _ = demo_backend.generate([photos[photo]], [prompt])
+
+    assert generation.text == DEMO_ANSWERS[photo].class_name
+
+
+def test_demo_model_answers_long_class_list(demo_backend, photos):
+    demo_classes = sorted({answers.class_name for answers in DEMO_ANSWERS.values()})
+    distractors = ["goldfish", "tench", "lion", "tiger cat", "Egyptian cat", "measuring cup", "coffee mug", "airliner", "space shuttle"]
+    class_list = prompts.format_class_list(distractors * 3 + demo_classes)
+
+    answers = _answers(demo_backend, photos, prompts.CLOSED.render(classes=class_list))
+
+    for name, expected in DEMO_ANSWERS.items():
+        assert answers[name] == expected.class_name, name
+
+
 def test_demo_model_lists_objects(demo_backend, photos):
     answers = _answers(demo_backend, photos, prompts.MULTILABEL.text)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,13 @@ def test_info_reports_model(backend):
     assert info.device == "cpu"
     assert info.dtype == "float32"
     assert info.max_context_tokens == 2048
+
+
+def test_processor_runs_without_torchvision(backend):
+    # transformers falls back to the PIL image processors when torchvision is
+    # missing, and this project must never install torchvision.
+    assert importlib.util.find_spec("torchvision") is None
+    assert type(backend.processor.image_processor).__name__.endswith("Pil")
 
 
 def test_count_tokens_uses_tokenizer(backend):
