@@ -43,7 +43,7 @@ from service.assist.labels import LabelIndex
 from service.assist.report import build_report
 from service.assist.schemas import DecisionRequest, Queue, QueueItem
 from service.assist.settings import AssistSettings
-from service.assist.suggest import Classify
+from service.assist.suggest import Classify, MapperLookup
 from service.assist.task_images import TaskImageError, resolve_local_image
 from service.errors import ServiceError
 
@@ -260,9 +260,19 @@ class AssistRoutes:
         return HTMLResponse(template.replace("{{BASE}}", json.dumps(base)[1:-1]))
 
 
-def build_assist_app(classify: Classify, taxonomies: TaxonomyLookup, settings: AssistSettings) -> Starlette:
-    """Build the `/assist` app; `classify` is the service's shared async classification path."""
-    context = AssistContext(classify, taxonomies, settings)
+def build_assist_app(
+    classify: Classify,
+    taxonomies: TaxonomyLookup,
+    settings: AssistSettings,
+    mappers: MapperLookup | None = None,
+) -> Starlette:
+    """Build the `/assist` app; `classify` is the service's shared async classification path.
+
+    With `mappers` (taxonomy name -> `mapping.Mapper`), an answer that maps to
+    fewer than top_k classes, such as an exact name match, gets the nearest
+    classes by embedding as further suggestions.
+    """
+    context = AssistContext(classify, taxonomies, settings, mappers)
     routes = AssistRoutes(context)
 
     @asynccontextmanager

@@ -16,7 +16,7 @@ from service.assist.labels import LabelIndex
 from service.assist.schemas import Decision, Suggestion
 from service.assist.settings import AssistSettings
 from service.assist.store import Store, open_store
-from service.assist.suggest import Classify, Suggester
+from service.assist.suggest import Classify, MapperLookup, Suggester
 from service.errors import ServiceError
 
 if TYPE_CHECKING:
@@ -44,12 +44,18 @@ def service_error_response(error: ServiceError) -> JSONResponse:
 
 
 class AssistContext:
-    def __init__(self, classify: Classify, taxonomies: TaxonomyLookup, settings: AssistSettings) -> None:
+    def __init__(
+        self,
+        classify: Classify,
+        taxonomies: TaxonomyLookup,
+        settings: AssistSettings,
+        mappers: MapperLookup | None = None,
+    ) -> None:
         self.settings = settings
         self._taxonomies = taxonomies
         self._indexes: dict[str, LabelIndex] = {}
         self._indexes_lock = threading.Lock()
-        self.suggester = Suggester(classify, self.store, settings)
+        self.suggester = Suggester(classify, self.store, settings, mappers)
 
     def store(self) -> Store:
         """Return the shared store, opening and migrating the database on first use."""

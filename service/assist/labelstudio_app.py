@@ -40,7 +40,7 @@ from service.assist.labelstudio import (
     parse_label_config,
 )
 from service.assist.settings import AssistSettings
-from service.assist.suggest import Classify
+from service.assist.suggest import Classify, MapperLookup
 from service.assist.task_images import TaskImageError, load_task_image
 from service.errors import ServiceError
 
@@ -208,9 +208,17 @@ async def _json_object(request: Request) -> dict[str, Any] | Response:
     return body
 
 
-def build_labelstudio_app(classify: Classify, taxonomies: TaxonomyLookup, settings: AssistSettings) -> Starlette:
-    """Build the Label Studio ML backend app; it shares the feedback store with the `/assist` app."""
-    context = AssistContext(classify, taxonomies, settings)
+def build_labelstudio_app(
+    classify: Classify,
+    taxonomies: TaxonomyLookup,
+    settings: AssistSettings,
+    mappers: MapperLookup | None = None,
+) -> Starlette:
+    """Build the Label Studio ML backend app; it shares the feedback store with the `/assist` app.
+
+    `mappers` is optional, as for `build_assist_app`.
+    """
+    context = AssistContext(classify, taxonomies, settings, mappers)
     routes = LabelStudioRoutes(context)
 
     @asynccontextmanager

@@ -76,7 +76,10 @@ def build_standalone_app(config: Config, settings: AssistSettings, engine: Engin
         routes=[
             Route("/", _root, methods=["GET"]),
             Route("/metrics", _metrics, methods=["GET"]),
-            Mount("/assist", build_assist_app(classifier, classifier.taxonomy, settings)),
-            Mount("/labelstudio", build_labelstudio_app(classifier, classifier.taxonomy, settings)),
+            Mount("/assist", build_assist_app(classifier, classifier.taxonomy, settings, classifier.engine.mapper)),
+            Mount(
+                "/labelstudio",
+                build_labelstudio_app(classifier, classifier.taxonomy, settings, classifier.engine.mapper),
+            ),
         ]
     )

@@ -7,6 +7,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from starlette.concurrency import run_in_threadpool
 
@@ -17,9 +18,14 @@ from service.assist.settings import AssistSettings
 from service.assist.store import Store
 from service.schemas import ClassifyParams, ClassifyResult, Label
 
+if TYPE_CHECKING:
+    from mapping import Mapper
+
 logger = logging.getLogger(__name__)
 
 Classify = Callable[[bytes, ClassifyParams], Awaitable[ClassifyResult]]
+# Returns the mapper of a served taxonomy (None: the default one).
+MapperLookup = Callable[[str | None], "Mapper"]
 
 # The choice protocol shows options as letters A..Z.
 MAX_CHOICE_OPTIONS = 26
@@ -28,10 +34,17 @@ MAX_CHOICE_OPTIONS = 26
 class Suggester:
     """Build suggestions with `classify` and store each one before returning it."""
 
-    def __init__(self, classify: Classify, store: Callable[[], Store], settings: AssistSettings) -> None:
+    def __init__(
+        self,
+        classify: Classify,
+        store: Callable[[], Store],
+        settings: AssistSettings,
+        mappers: MapperLookup | None = None,
+    ) -> None:
         self._classify = classify
         self._store = store
         self.settings = settings
+        self._mappers = mappers
 
     async def suggest(
         self,
@@ -58,6 +71,8 @@ class Suggester:
         params = ClassifyParams(protocol="open", taxonomy=taxonomy, top_k=top_k, candidates=candidates)
         result = await self._classify(image, params)
         labels = result.labels[:top_k]
+        if 0 < len(labels) < top_k and not result.abstain and self._mappers is not None:
+            labels = await run_in_threadpool(self._add_neighbours, labels, top_k, taxonomy, candidates)
         confidences = label_confidences([label.score for label in labels], abstain=result.abstain)
 
         confirmed: bool | None = None
@@ -97,6 +112,18 @@ class Suggester:
             suggestion.uncertainty,
         )
         return suggestion
+
+    def _add_neighbours(
+        self, labels: list[Label], top_k: int, taxonomy: str | None, candidates: list[str] | None
+    ) -> list[Label]:
+        # A name match maps to one class only, so the other suggestions are
+        # the classes nearest to it by embedding, scored by cosine similarity.
+        mapper = self._mappers(taxonomy)
+        neighbours = mapper.nearest_classes(
+            labels[0].name, top_k - len(labels), candidates=candidates, exclude=[label.id for label in labels]
+        )
+        extra = [Label(id=item.id, index=item.index, name=item.name, score=item.score) for item in neighbours]
+        return [*labels, *extra]
 
     async def _confirm(self, image: bytes, labels: list[Label], taxonomy: str | None, request_id: str) -> int | None:
         # The multiple-choice pass offers exactly the suggested classes, by id.

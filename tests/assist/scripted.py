@@ -40,13 +40,37 @@ def image_bytes(color: tuple[int, int, int], size: int = 32) -> bytes:
 RED = image_bytes((200, 30, 30))
 GREEN = image_bytes((30, 200, 30))
 BLUE = image_bytes((30, 30, 200))
+WHITE = image_bytes((250, 250, 250))
 
 # Image -> (raw answer, [(class id, mapping score)]) of the open protocol.
 OPEN_ANSWERS = {
     hashlib.sha256(RED).hexdigest(): ("tabby cat", [("n02123045", 1.0), ("n02123159", 0.82), ("n03063599", 0.31)]),
     hashlib.sha256(GREEN).hexdigest(): ("a cup", [("n03063599", 0.64), ("n07920052", 0.62), ("n02123045", 0.2)]),
     hashlib.sha256(BLUE).hexdigest(): ("rocket", [("n03773504", 0.7), ("n04008634", 0.69), ("n06000000", 0.1)]),
+    # An exact name match maps to one class only.
+    hashlib.sha256(WHITE).hexdigest(): ("espresso", [("n07920052", 1.0)]),
 }
+
+# Class id -> its nearest classes with cosine similarity, for ScriptedMapper.
+NEIGHBOURS = {"n07920052": [("n03063599", 0.71), ("n02123045", 0.12), ("n03773504", 0.05)]}
+
+
+class ScriptedMapper:
+    """The part of `mapping.Mapper` that suggestions use: nearest_classes."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int, list[str] | None, list[str]]] = []
+
+    def nearest_classes(self, text: str, k: int, candidates=None, exclude=()) -> list[Label]:
+        self.calls.append((text, k, candidates, list(exclude)))
+        first = TAXONOMY.lookup_name(text)[0]
+        found = []
+        for class_id, score in NEIGHBOURS.get(first.id, []):
+            if class_id in exclude or (candidates is not None and class_id not in candidates):
+                continue
+            cls = TAXONOMY.by_id(class_id)
+            found.append(Label(id=cls.id, index=cls.index, name=cls.name, score=score))
+        return found[:k]
 
 
 class ScriptedClassify:

@@ -16,7 +16,7 @@ from service.assist.settings import AssistSettings
 from service.assist.store import Store, close_stores
 from service.errors import ServiceError
 
-from .scripted import BLUE, GREEN, RED, ScriptedClassify
+from .scripted import BLUE, GREEN, RED, WHITE, ScriptedClassify, ScriptedMapper
 
 
 @pytest.fixture
@@ -74,6 +74,26 @@ def test_suggest_ranks_by_confidence(client: TestClient, settings: AssistSetting
     assert stored.model_dump(mode="json") == body
     after = _metric("mllm_classify_assist_suggestions_total", {"source": "api", "taxonomy": "assist-test"})
     assert after == before + 1
+
+
+def test_exact_match_gets_neighbours(settings: AssistSettings) -> None:
+    classify = ScriptedClassify()
+    mapper = ScriptedMapper()
+    app = Starlette(routes=[Mount("/assist", build_assist_app(classify, classify.taxonomy, settings, lambda _: mapper))])
+    with TestClient(app) as client:
+        body = _suggest(client, WHITE)
+    close_stores()
+
+    assert [label["name"] for label in body["labels"]] == ["espresso", "coffee mug", "tabby cat"]
+    assert [label["score"] for label in body["labels"]] == [1.0, 0.71, 0.12]
+    assert mapper.calls == [("espresso", 2, None, ["n07920052"])]
+    assert body["labels"][0]["confidence"] > 0.99
+
+
+def test_exact_match_without_mapper(client: TestClient) -> None:
+    body = _suggest(client, WHITE)
+    assert [label["name"] for label in body["labels"]] == ["espresso"]
+    assert body["uncertainty"] == pytest.approx(0.0)
 
 
 def test_close_scores_are_uncertain(client: TestClient) -> None:
