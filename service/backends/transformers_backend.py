@@ -13,11 +13,14 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
 from service.backends.base import Backend, BackendError, BackendInfo, BatchTimings, Generation
+
+if TYPE_CHECKING:
+    from transformers import BatchFeature
 
 logger = logging.getLogger(__name__)
 
@@ -97,8 +100,10 @@ class TransformersBackend(Backend):
 
         local = Path(self.model_id).expanduser()
         looks_like_path = self.model_id.startswith((".", "/", "~")) or local.exists()
-        if looks_like_path and not local.is_dir():
+        if looks_like_path and not local.exists():
             raise BackendError(f"model directory {self.model_id!r} not found. {_load_hint(self.model_id)}")
+        if looks_like_path and not local.is_dir():
+            raise BackendError(f"model path {self.model_id!r} is a file, not a model directory. {_load_hint(self.model_id)}")
         source = str(local) if looks_like_path else self.model_id
 
         # transformers raises OSError for a missing or unreachable repository,
@@ -145,7 +150,7 @@ class TransformersBackend(Backend):
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
         return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
-    def build_inputs(self, images: Sequence[Image.Image], prompts: Sequence[str]):
+    def build_inputs(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> BatchFeature:
         """Return the processor's left-padded BatchFeature for (image, prompt) pairs, on the model's device."""
         self._require_loaded()
         if len(images) != len(prompts):

@@ -162,6 +162,14 @@ def test_unknown_hub_id_offline_names_fix(monkeypatch):
     assert "mllm-classify build-models" in message
 
 
+def test_file_as_model_path_raises(tmp_path):
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"not a model")
+
+    with pytest.raises(BackendError, match="is a file, not a model directory"):
+        TransformersBackend(str(weights)).load()
+
+
 def test_directory_without_model_raises(tmp_path):
     backend = TransformersBackend(str(tmp_path))
 
