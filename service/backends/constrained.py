@@ -347,6 +347,8 @@ def generate_ranked(
     max_new_tokens = max(trie.max_depth for trie in tries) + 1
 
     started = time.perf_counter()
+    # NOTE: transformers' beam search copies the prompt to one row per beam
+    # before the prefill, so the image and prompt are computed num_beams times.
     try:
         with torch.inference_mode():
             output = backend.model.generate(

@@ -71,7 +71,7 @@ def test_scores_are_mean_token_log_probs(backend, photos):
     assert scored.mean_log_probs[0][3] != scored.mean_log_probs[0][4]
 
 
-def test_score_matches_teacher_forced_generate_prompt(backend, photos):
+def test_score_equals_plain_forward_pass(backend, photos):
     # The sum for one candidate equals the log-probabilities of a plain forward
     # pass over prompt + candidate + end of sequence, with no cache at all.
     text = "espresso"
