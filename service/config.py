@@ -47,7 +47,7 @@ class MappingConfig(_Section):
     index: Literal["flat", "hnsw"] = "flat"
     cache_dir: str = "~/.cache/mllm-classify"
     # Cosine similarity under which an answer counts as outside the class list.
-    out_of_list_threshold: float = Field(0.5, ge=-1.0, le=1.0)
+    out_of_list_threshold: float = Field(0.55, ge=-1.0, le=1.0)
 
 
 class BatchingConfig(_Section):

@@ -26,18 +26,19 @@ async def taxonomies(_: Request) -> JSONResponse:
     return JSONResponse(body.model_dump())
 
 
-async def healthz(_: Request) -> JSONResponse:
+async def info(_: Request) -> JSONResponse:
+    """Describe the loaded model; BentoML's own /healthz, /livez and /readyz report health."""
     service = _service()
     if service is None:
         return JSONResponse({"status": "loading"}, status_code=503)
-    info = service.engine.info()
+    backend_info = service.engine.info()
     return JSONResponse(
         {
             "status": "ok",
-            "model": info.model_id,
-            "backend": info.backend,
-            "device": info.device,
-            "dtype": info.dtype,
+            "model": backend_info.model_id,
+            "backend": backend_info.backend,
+            "device": backend_info.device,
+            "dtype": backend_info.dtype,
             "taxonomies": service.engine.taxonomy_names(),
             "max_batch_size": service.config.batching.max_batch_size,
         }
@@ -45,4 +46,4 @@ async def healthz(_: Request) -> JSONResponse:
 
 
 def build_routes_app() -> Starlette:
-    return Starlette(routes=[Route("/taxonomies", taxonomies, methods=["GET"]), Route("/healthz", healthz, methods=["GET"])])
+    return Starlette(routes=[Route("/taxonomies", taxonomies, methods=["GET"]), Route("/info", info, methods=["GET"])])
