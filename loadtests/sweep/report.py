@@ -272,10 +272,15 @@ def plot_batch_size_vs_latency(rows: Sequence[SweepRow], path: Path) -> None:
             [row.mean_batch_size for row in points], [row.p50_ms for row in points], color=colour, label=f"concurrency {concurrency}"
         )
 
+    # Colour by load average: on shared cores, background load moves model time as much as batch size does.
     points = sorted(measured, key=lambda row: row.mean_batch_size)
-    right.plot(
-        [row.mean_batch_size for row in points], [row.batch_ms_per_image for row in points], marker="o", linestyle="", color="teal"
+    scatter = right.scatter(
+        [row.mean_batch_size for row in points],
+        [row.batch_ms_per_image for row in points],
+        c=[row.load_avg_1m for row in points],
+        cmap="viridis",
     )
+    figure.colorbar(scatter, ax=right, label="1-minute load average")
 
     left.set_xlabel("mean batch size (images, from /metrics)")
     left.set_ylabel("p50 end-to-end latency per image (ms)")
