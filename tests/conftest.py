@@ -19,7 +19,8 @@ def models_dir() -> Path:
     """Return the directory of the offline models, building any that are missing or stale.
 
     `make test` builds them first; on a fresh clone the first session builds
-    them here (about a minute on 2 cores, mostly demo model training).
+    them here: about 90 s of CPU time, mostly demo model training, and
+    longer in wall time when other processes share the cores.
     """
     from service.models import build_models
 

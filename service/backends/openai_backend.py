@@ -23,7 +23,8 @@ from service.backends.transformers_backend import resize_to_max_side
 
 logger = logging.getLogger(__name__)
 
-# JPEG keeps a 1024 px photo near 200 kB, where PNG would send several MB per request.
+# JPEG at quality 90 is 4-9x smaller than PNG for the bundled photos
+# (coffee, 600x400: 70 kB against 438 kB), and every request carries one.
 _JPEG_QUALITY = 90
 _ERROR_BODY_CHARS = 300
 

@@ -28,8 +28,9 @@ class DemoAnswers:
 
 
 # ImageNet-1k class indices of the class names, for tests and docs:
-# tabby cat 281, espresso 967, missile 657 (and 744 "projectile, missile"),
-# moped 665, military uniform 652, wall clock 892, tripod 872.
+# tabby cat 281, espresso 967, missile 657 (744 is also named "missile", with
+# the synonym "projectile"), moped 665, military uniform 652, wall clock 892,
+# tripod 872, tea cup 968, Windsor tie 906, reflex camera 759.
 # The astronaut photo deliberately has no ImageNet class.
 DEMO_ANSWERS: dict[str, DemoAnswers] = {
     "cat": DemoAnswers("tabby cat", "tabby cat", "tabby cat"),
