@@ -1,10 +1,10 @@
 """Choice of wrong options (distractors) for multiple-choice prompts.
 
 Three methods, all reproducible:
-- "nearest": the classes whose name vectors are closest to the target's
-  (hard distractors; deterministic, the seed is unused).
+- "nearest": the classes whose display-name vectors are closest to the
+  target's (hard distractors; deterministic, the seed is unused).
 - "confusion": the classes ViT-3B confuses with the target most often in
-  ImageNet-M, ties broken by a seeded shuffle; when a class has fewer
+  ImageNet-M, with ties broken by a seeded shuffle. When a class has fewer
   recorded confusions than requested, the rest come from "nearest".
 - "random": a seeded uniform sample, the weak baseline that makes multiple
   choice too easy.
@@ -52,15 +52,18 @@ def same_name_classes(taxonomy: Taxonomy, target: TaxonomyClass) -> set[int]:
 
 
 def nearest_distractors(class_index: ClassIndex, target: TaxonomyClass, excluded: set[int], k: int) -> list[int]:
-    """Rank classes by the best cosine between any of their vectors and any target vector."""
-    target_vectors = class_index.vectors[class_index.rows_of([target.index])]
-    best_per_vector = (target_vectors @ class_index.vectors.T).max(axis=0)
-    best_per_class = np.full(class_index.num_classes, -np.inf, dtype=np.float32)
-    np.maximum.at(best_per_class, class_index.rows, best_per_vector)
-    best_per_class[list(excluded)] = -np.inf
+    """Rank classes by the cosine between their display-name vector and the target's.
+
+    Display names are what a multiple-choice prompt shows, and comparing only
+    them keeps rare synonyms ("Madagascar cat" for the ring-tailed lemur) from
+    pulling in unrelated classes.
+    """
+    display_vectors = class_index.vectors[class_index.display_rows]
+    scores = display_vectors @ display_vectors[target.index]
+    scores[list(excluded)] = -np.inf
     # lexsort sorts by the last key first: score descending, then class index.
-    order = np.lexsort((np.arange(class_index.num_classes), -best_per_class))
-    return [int(i) for i in order[:k] if np.isfinite(best_per_class[i])]
+    order = np.lexsort((np.arange(class_index.num_classes), -scores))
+    return [int(i) for i in order[:k] if np.isfinite(scores[i])]
 
 
 def confusion_distractors(taxonomy: Taxonomy, target: TaxonomyClass, excluded: set[int], k: int, seed: int) -> list[int]:

@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 IndexKind = Literal["flat", "hnsw"]
 INDEX_KINDS: tuple[str, ...] = ("flat", "hnsw")
 # Bump when the cache layout or the choice of texts per class changes.
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2
 HNSW_NEIGHBORS = 32
 HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 128
@@ -83,13 +83,16 @@ def class_texts(taxonomy: Taxonomy, templates: Sequence[str] = ()) -> tuple[list
     """Return the texts to embed and, per text, the index of its class.
 
     Names that normalize to the same key within a class are embedded once.
-    Each template ("a photo of a {}.") adds one text per name.
+    Each template ("a photo of a {}.") adds one text per name. The first text
+    of every class is its display name; `ClassIndex.display_rows` relies on it.
     """
     texts: list[str] = []
     owners: list[int] = []
     for cls in taxonomy.classes:
-        names = list({normalize_text(name): name for name in reversed(cls.all_names())}.values())[::-1]
-        for name in names:
+        unique: dict[str, str] = {}
+        for name in cls.all_names():
+            unique.setdefault(normalize_text(name), name)
+        for name in unique.values():
             texts.append(name)
             owners.append(cls.index)
             for template in templates:
@@ -138,6 +141,8 @@ class ClassIndex:
         order = np.argsort(rows, kind="stable")
         starts = np.concatenate([[0], np.cumsum(counts)])
         self._rows_of_class = [order[starts[i] : starts[i + 1]] for i in range(num_classes)]
+        # Row of each class's display-name vector: its first row, by the order of class_texts.
+        self.display_rows = np.array([rows_of[0] if len(rows_of) else -1 for rows_of in self._rows_of_class], dtype=np.int64)
 
     @property
     def dimension(self) -> int:

@@ -115,7 +115,8 @@ class Mapper:
         non-answers, such as the ImageNet-21k lemma "unknown", take the full
         path and abstain.
         """
-        if len(answer) > _PLAIN_NAME_MAX_CHARS:
+        # Multi-line answers go to the parser, which keeps only the first line.
+        if len(answer) > _PLAIN_NAME_MAX_CHARS or "\n" in answer:
             return None
         key = normalize_text(answer)
         indexes = self._exact.get(key)

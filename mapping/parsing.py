@@ -13,7 +13,7 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from mapping.normalize import normalize_text, singular_key, strip_count
+from mapping.normalize import normalize_text, strip_count
 
 # Answers longer than this are cut before parsing, so a runaway generation costs
 # bounded time. Class names are far shorter; the raw text is kept unchanged.
@@ -81,8 +81,8 @@ _CONTEXT_WORD = re.compile(
 )
 
 # Separators of list answers. Commas, semicolons, slashes and line breaks
-# always split; "and", "&", "plus" and "as well as" split unless they belong to
-# a protected phrase such as the class name "mortar and pestle".
+# always split. The words "and", "&", "plus" and "as well as" split too, unless
+# they belong to a protected phrase such as the class name "mortar and pestle".
 _BULLET = re.compile(r"^\s*(?:[-*+\u2022]|\d+[.)]|[a-z][.)])\s+", re.IGNORECASE)
 _STRONG_SEPARATOR = re.compile(r"\s*(?:[,;/|\n]|\s-\s)\s*")
 _WEAK_SEPARATOR = re.compile(r"\s+(?:and|&|plus|as\s+well\s+as|along\s+with|together\s+with)\s+", re.IGNORECASE)
@@ -184,12 +184,6 @@ def parse_answer(answer: str) -> ParsedAnswer:
         if key and key not in keys:
             keys.append(key)
     return ParsedAnswer(raw=raw, text=text, normalized=normalized, keys=tuple(keys), abstain=False)
-
-
-def lookup_keys(parsed: ParsedAnswer) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Return the exact keys and their singular forms, in the order the mapper tries them."""
-    singular = tuple(dict.fromkeys(singular_key(key) for key in parsed.keys))
-    return parsed.keys, singular
 
 
 def _protect(part: str, protected: Collection[str]) -> tuple[str, dict[str, str]]:

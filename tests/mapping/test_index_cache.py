@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import small_taxonomy
+from mapping_test_helpers import small_taxonomy
 from mapping import Mapper, Taxonomy, TextEncoder, load_encoder
 from mapping.encoder import resolve_encoder_path
 from mapping.index import cache_folder
