@@ -23,9 +23,14 @@ def _png_bytes(image) -> bytes:
 
 
 def _row(name: str, protocol: str, result, latency_ms: float) -> str:
-    top = ", ".join(f"{label.name} ({label.score:.2f})" for label in result.labels[:2]) or "-"
-    answer = result.raw_answer.replace("\n", " ")[:28]
-    return f"{name:<11} {protocol:<10} {answer:<28} {top:<44} {result.method:<9} {latency_ms:>8.0f}"
+    if result.abstain:
+        top = "(abstained)"
+    elif result.out_of_list:
+        top = "(out of list; nearest: " + (result.labels[0].name if result.labels else "-") + ")"
+    else:
+        top = ", ".join(f"{label.name} ({label.score:.2f})" for label in result.labels[:2]) or "-"
+    answer = result.raw_answer.replace("\n", " ")[:24]
+    return f"{name:<13} {protocol:<9} {answer:<24} {top[:46]:<46} {result.method:<9} {latency_ms:>7.0f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"starting the service with the demo model {args.model} on 127.0.0.1 ...", flush=True)
     with start_service(args.model, grpc_port=grpc_port) as service, HttpClient(service.url) as client:
         print(f"ready in {service.ready_seconds:.1f} s at {service.url}\n")
-        print(f"{'image':<11} {'protocol':<10} {'answer':<28} {'top classes':<44} {'method':<9} {'ms':>8}")
-        print("-" * 115)
+        print(f"{'image':<13} {'protocol':<9} {'answer':<24} {'top classes':<46} {'method':<9} {'ms':>7}")
+        print("-" * 112)
         for protocol in ("open", "choice"):
             for name, data in photos.items():
                 started = time.perf_counter()
@@ -55,9 +60,9 @@ def main(argv: list[str] | None = None) -> int:
 
             with GrpcClient(service.grpc_target) as grpc_client:
                 started = time.perf_counter()
-                result = grpc_client.classify(photos["chelsea"], ClassifyParams(top_k=3))
+                result = grpc_client.classify(photos["cat"], ClassifyParams(top_k=3))
                 print(f"\nover gRPC ({service.grpc_target}):")
-                print(_row("chelsea", "open", result, (time.perf_counter() - started) * 1000))
+                print(_row("cat", "open", result, (time.perf_counter() - started) * 1000))
     print("\nservice stopped.")
     return 0
 
