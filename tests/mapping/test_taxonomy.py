@@ -210,3 +210,11 @@ def test_build_script_reproduces_committed_data(tmp_path: Path) -> None:
 
     for name in ("imagenet-1k.json", "imagenet-21k-lemmas.txt.gz", "imagenet-m-confusions.json"):
         assert (tmp_path / name).read_bytes() == (REPO_ROOT / "mapping" / "data" / name).read_bytes(), name
+
+
+def test_import_stays_light() -> None:
+    # The service and CLI import mapping at startup; torch, FAISS and BentoML must load only when needed.
+    code = "import sys, mapping; mapping.load_taxonomy('imagenet-1k'); print(sorted(m for m in ('torch', 'faiss', 'bentoml', 'sentence_transformers') if m in sys.modules))"
+    output = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=REPO_ROOT).stdout
+
+    assert output.strip() == "[]"
