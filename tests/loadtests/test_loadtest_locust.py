@@ -98,7 +98,7 @@ def test_locust_rejects_non_http_loopback(tmp_path: Path):
 
 @pytest.mark.slow
 def test_locust_mix_against_demo_model(demo_service, tmp_path: Path):
-    run = run_locust("mix", demo_service.url, tmp_path, users=4, spawn_rate=4, run_time_s=25, max_requests=400)
+    run = run_locust("mix", demo_service.url, tmp_path, users=4, spawn_rate=4, run_time_s=20, max_requests=400)
 
     stats = read_aggregated_stats(run.stats_csv)
     rows = _stats_rows(run.stats_csv)
@@ -112,7 +112,7 @@ def test_locust_mix_against_demo_model(demo_service, tmp_path: Path):
 
 @pytest.mark.slow
 def test_locust_burst_against_demo_model(demo_service, tmp_path: Path):
-    run = run_locust("burst", demo_service.url, tmp_path, users=6, spawn_rate=6, run_time_s=20, max_requests=400)
+    run = run_locust("burst", demo_service.url, tmp_path, users=6, spawn_rate=6, run_time_s=15, max_requests=400)
 
     stats = read_aggregated_stats(run.stats_csv)
     assert run.exit_code == 0, run.log.read_text()[-3000:]
