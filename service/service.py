@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Annotated
 
+import aiohttp
 import anyio
 import bentoml
 from pydantic import BaseModel, Field
@@ -299,7 +300,7 @@ class Classifier:
             authorize_self_client(self.to_async)  # type: ignore[attr-defined]
             self._self_client_authorized = True
         try:
-            outputs = await self.to_async.generate_batch([item])  # type: ignore[attr-defined]
+            outputs = await self._call_generate_batch(item)
         except ServiceError:
             raise
         except Exception as error:
@@ -307,6 +308,19 @@ class Classifier:
             raise backend_failed(item.request_id) from error
         output = outputs[0]
         return output if isinstance(output, BatchOutput) else BatchOutput.model_validate(output)
+
+    async def _call_generate_batch(self, item: BatchItem) -> list:
+        # BentoML 1.4.40 (SessionManager in _bentoml_impl/client/proxy2.py)
+        # replaces its aiohttp session every 100 calls and every 300 s by closing
+        # the old one, which fails the calls still in flight on it with
+        # ServerDisconnectedError or "Can not write request body". generate_batch
+        # has no side effects and the image stays registered, so such a call is
+        # sent once more, on the new session.
+        try:
+            return await self.to_async.generate_batch([item])  # type: ignore[attr-defined]
+        except aiohttp.ClientConnectionError as error:
+            logger.warning("batch call for request %s lost its connection (%s); sending it again", item.request_id, error)
+            return await self.to_async.generate_batch([item])  # type: ignore[attr-defined]
 
     # -- HTTP API ----------------------------------------------------------
 
