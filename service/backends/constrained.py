@@ -98,7 +98,7 @@ def spelling_variants(choice: str) -> list[str]:
 class ChoiceTrie:
     """A prefix trie over the token sequences of a set of choice strings.
 
-    Node 0 is the root. Every node knows the tokens that continue some
+    Node 0 is the root. Every node stores the tokens that continue some
     spelling and, where a spelling ends, the index of its choice.
     """
 

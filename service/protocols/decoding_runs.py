@@ -43,7 +43,7 @@ class ChoiceSet:
 
     choices: tuple[str, ...]
     class_ids: dict[str, tuple[str, ...]]
-    # What a PromptRequest carries: the strings, or one registered reference.
+    # Choices sent in a PromptRequest: the strings, or one registered reference.
     request_choices: tuple[str, ...]
 
 
@@ -126,7 +126,9 @@ class ConstrainedRun(_MappedRun):
 
         top_k = self.context.params.top_k
         labels = [_label(self.context.taxonomy, class_id, math.exp(log_prob)) for class_id, log_prob in ranked[:top_k]]
-        margin = labels[0].score - labels[1].score if len(labels) > 1 else (labels[0].score if labels else 0.0)
+        margin = labels[0].score if labels else 0.0
+        if len(labels) > 1:
+            margin -= labels[1].score
         return Outcome(
             labels=labels,
             raw_answer=strings[0],
