@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 
@@ -30,3 +32,16 @@ def bench_mapping(encoder: str, skip_21k: bool, name_answers: int, embedding_ans
         rounds=rounds,
         echo=click.echo,
     )
+
+
+@bench_group.command("decoding")
+@click.option("--models-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("models"), show_default=True, help="Directory of the offline models; bench-llava is built there if missing.")
+@click.option("--images", "num_images", type=click.IntRange(min=1), default=4, show_default=True, help="Images per batch.")
+@click.option("--rounds", type=click.IntRange(min=1), default=2, show_default=True, help="Timed rounds per method (median).")
+@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True, help="Distinct classes returned by constrained decoding.")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=24, show_default=True, help="Tokens generated per closed answer.")
+def bench_decoding(models_dir: Path, num_images: int, rounds: int, top_k: int, max_new_tokens: int) -> None:
+    """Compare closed prompts with constrained decoding, and scoring with and without prefix reuse."""
+    from bench.decoding_bench import run
+
+    run(models_dir, num_images=num_images, rounds=rounds, top_k=top_k, max_new_tokens=max_new_tokens, echo=click.echo)
