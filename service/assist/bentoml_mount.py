@@ -1,7 +1,6 @@
 """Mount the assist apps in the BentoML service, on its shared classification path.
 
-In `service/service.py`, before any app mounted at "/" (which would otherwise
-match these paths first):
+In `service/service.py`, next to the service's other mounts:
 
     from service.assist.bentoml_mount import mount_assist_apps
     mount_assist_apps(Classifier)
