@@ -14,7 +14,7 @@ form, such as a malformed multipart body. This middleware makes all of them
   answers 500, that problem is the cause and the response becomes a 400
   naming it. A 500 without such a problem stays a 500.
 - It rejects a plain form value in a file field (`image`, `images`) while
-  the body streams in. BentoML 1.4.40 (`MultipartSerde.ensure_file` in
+  the body streams in, and form-urlencoded bodies on the upload routes. BentoML 1.4.40 (`MultipartSerde.ensure_file` in
   `_bentoml_impl/serde.py`) would treat such a value as a URL and download
   it, which would bypass the `fetch` allowlist.
 - It rewrites BentoML's validation errors to name the first invalid field.
@@ -135,8 +135,9 @@ class _MultipartShadow:
 
 
 def _validation_error(details: list) -> tuple[str, str]:
-    """Return the message and field of the first entry of a pydantic error list."""
-    first = details[0] if isinstance(details[0], dict) else {}
+    """Return the message and field of the first invalid field in a pydantic error list."""
+    entries = [entry for entry in details if isinstance(entry, dict)] or [{}]
+    first = entries[0]
     location = [str(part) for part in first.get("loc", [])]
     field = location[0] if location else "body"
     kind = first.get("type", "")
@@ -150,11 +151,20 @@ def _validation_error(details: list) -> tuple[str, str]:
         field = "body"
         message = f"the request body is not valid JSON ({text}); send multipart/form-data with the image as file field 'image'"
     else:
-        message = f"invalid {'.'.join(location) or field}: {text}"
+        # A field typed as a union gets one error per member type, such as
+        # candidates: "list[str]" and "str"; list every distinct reason.
+        reasons = [entry.get("msg", "invalid value") for entry in entries if _field_of(entry) == field]
+        message = f"invalid {field}: {', or '.join(dict.fromkeys(reasons))}"
 
-    if len(details) > 1:
-        message += f" (and {len(details) - 1} more invalid fields)"
+    other_fields = {_field_of(entry) for entry in entries} - {field, "body"}
+    if other_fields:
+        message += f" (and {len(other_fields)} more invalid fields: {', '.join(sorted(other_fields))})"
     return message, field
+
+
+def _field_of(entry: dict) -> str:
+    location = entry.get("loc") or ["body"]
+    return str(location[0])
 
 
 def normalize_error(status: int, body: bytes, multipart_problem: str | None) -> tuple[int, dict] | None:
@@ -198,6 +208,14 @@ class ErrorBodyMiddleware:
         if content_type is not None and media_type_text not in ACCEPTED_MEDIA_TYPES:
             await self._send_error(
                 send, 415, f"unsupported Content-Type {media_type_text!r}; send multipart/form-data", "body"
+            )
+            return
+
+        if media_type_text == "application/x-www-form-urlencoded" and FILE_FIELDS[path]:
+            # Such a body cannot carry a file, and BentoML would download a URL
+            # given as the image value.
+            await self._send_error(
+                send, 415, "form-urlencoded bodies cannot carry the image file; send multipart/form-data", "body"
             )
             return
 

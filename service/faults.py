@@ -6,8 +6,8 @@ flight, against the real service process:
 
 - `fail_batches: N` makes the first N batches raise.
 - `fail_batch_file: PATH` arms one failure each time PATH exists when a batch
-  starts. The batch deletes the file, so a test creates it, sends requests and
-  knows that only the next batch fails.
+  starts. The batch deletes the file, so a test that creates it and sends
+  requests can rely on only the next batch failing.
 - `batch_delay_s: S` sleeps S seconds before each batch runs the model.
 """
 

@@ -9,7 +9,7 @@ middleware like outside requests do.
 
 Each worker process draws a random token at import. The service adds it as a
 header to its own client (`authorize_self_client`), and `InternalRouteGuard`
-answers 404 to any `/internal/` request without it. The token never leaves the
+responds 404 to any `/internal/` request without it. The token never leaves the
 process, so outside clients cannot call the route, and the API key check can
 let internal calls through without the key.
 """
@@ -20,6 +20,7 @@ import hmac
 import json
 import logging
 import secrets
+import sys
 
 logger = logging.getLogger("mllm_classify.internal_routes")
 
@@ -47,6 +48,26 @@ def authorize_self_client(async_client) -> None:
             "it has no default_headers dict; this BentoML version is not supported"
         )
     headers[TOKEN_HEADER] = _TOKEN
+
+
+def pin_self_client_session(async_client) -> None:
+    """Keep BentoML's in-process client on one session for the worker's lifetime.
+
+    In BentoML 1.4.40 the client's `SessionManager` replaces its aiohttp session
+    after 100 requests or 300 s and closes the old one at once, which cuts off
+    the batch calls still running on it ("Server disconnected"), so their
+    requests failed with 503 under load. An in-process session holds no network
+    connection that could go stale, so it never needs replacing.
+    """
+    manager = getattr(async_client, "_session_manager", None)
+    if manager is None or not hasattr(manager, "max_requests") or not hasattr(manager, "max_age"):
+        logger.warning(
+            "cannot pin the session of BentoML's client %s; batch calls may fail while it replaces sessions",
+            type(async_client).__name__,
+        )
+        return
+    manager.max_requests = sys.maxsize
+    manager.max_age = float("inf")
 
 
 class InternalRouteGuard:

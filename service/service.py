@@ -38,10 +38,11 @@ from service.errors import (
     timed_out,
 )
 from service.images import ImageError, ImageLimits, decode_image
-from service.internal_routes import InternalRouteGuard, authorize_self_client
+from service.internal_routes import InternalRouteGuard, authorize_self_client, pin_self_client_session
 from service.protocols import ModelAnswer, Outcome, ParameterError, PromptRequest
 from service.http_routes import build_routes_app
 from service.requests import build_params, record_error, record_result
+from service.startup_failure import stop_server
 from service.schemas import BatchClassifyResult, ClassifyParams, ClassifyResult, StageTimings
 from service.url_fetch import FetchError, UrlFetcher
 
@@ -86,7 +87,11 @@ class Classifier:
 
     def __init__(self) -> None:
         self.config = CONFIG
-        self.engine = Engine(self.config)
+        try:
+            self.engine = Engine(self.config)
+        except Exception as error:
+            stop_server(error)
+            raise
         self.model_id = self.engine.info().model_id
         self.limits = ImageLimits(self.config.limits.max_image_bytes, self.config.limits.max_image_pixels)
         self.faults = FaultInjector(self.config.faults)
@@ -138,41 +143,50 @@ class Classifier:
     def generate_batch(self, items: list[BatchItem]) -> list[BatchOutput]:
         """Run one model batch; internal, called through the batcher by classify_images."""
         started = time.time()
-        missing = [item.request_id for item in items if item.image_key not in self._images]
-        if missing:
-            raise ValueError(f"images of requests {missing} are not registered in this worker")
 
-        images = [self._images[item.image_key] for item in items]
+        # A request that ended early (timed out, or its in-process batch call
+        # was cut off) leaves its item in the batcher queue after its image was
+        # released. Skip such items instead of failing the requests batched with
+        # them; nobody waits for their output.
+        looked_up = [(position, self._images.get(item.image_key)) for position, item in enumerate(items)]
+        live = [(position, image) for position, image in looked_up if image is not None]
+        outputs = [BatchOutput(batch_size=len(items)) for _ in items]
+        if len(live) < len(items):
+            ended = [items[position].request_id for position, image in looked_up if image is None]
+            logger.warning("skipped %d batch items of requests that already ended: %s", len(ended), ended)
+        if not live:
+            return outputs
+
+        live_items = [items[position] for position, _ in live]
+        images = [image for _, image in live]
         requests = [
             PromptRequest(item.text, item.prompt_id, item.mode, tuple(item.choices), item.num_beams)  # type: ignore[arg-type]
-            for item in items
+            for item in live_items
         ]
+        request_ids = [item.request_id for item in live_items]
         try:
-            self.faults.before_batch([item.request_id for item in items])
-            answers, timings = self.engine.answer(images, requests, [item.max_new_tokens for item in items])
+            self.faults.before_batch(request_ids)
+            answers, timings = self.engine.answer(images, requests, [item.max_new_tokens for item in live_items])
         except Exception:
-            logger.exception("backend failed on a batch of %d, requests %s", len(items), [item.request_id for item in items])
+            logger.exception("backend failed on a batch of %d, requests %s", len(live_items), request_ids)
             raise
 
         batch_seconds = time.time() - started
-        metrics.BATCH_SIZE.labels(model=self.model_id).observe(len(items))
+        metrics.BATCH_SIZE.labels(model=self.model_id).observe(len(live_items))
         metrics.BATCH_LATENCY.labels(model=self.model_id).observe(batch_seconds)
-        outputs = []
-        for item, answer in zip(items, answers, strict=True):
+        for (position, _), item, answer in zip(live, live_items, answers, strict=True):
             queue_s = max(0.0, started - item.enqueued_at)
             metrics.QUEUE_WAIT.labels(model=self.model_id).observe(queue_s)
-            outputs.append(
-                BatchOutput(
-                    text=answer.text,
-                    prompt_tokens=answer.prompt_tokens,
-                    generated_tokens=answer.generated_tokens,
-                    choice_scores=answer.choice_scores,
-                    class_scores=answer.class_scores,
-                    queue_s=queue_s,
-                    preprocess_s=timings.preprocess_s,
-                    generate_s=timings.generate_s,
-                    batch_size=len(items),
-                )
+            outputs[position] = BatchOutput(
+                text=answer.text,
+                prompt_tokens=answer.prompt_tokens,
+                generated_tokens=answer.generated_tokens,
+                choice_scores=answer.choice_scores,
+                class_scores=answer.class_scores,
+                queue_s=queue_s,
+                preprocess_s=timings.preprocess_s,
+                generate_s=timings.generate_s,
+                batch_size=len(live_items),
             )
         return outputs
 
@@ -298,6 +312,7 @@ class Classifier:
     async def _submit(self, item: BatchItem) -> BatchOutput:
         if not self._self_client_authorized:
             authorize_self_client(self.to_async)  # type: ignore[attr-defined]
+            pin_self_client_session(self.to_async)  # type: ignore[attr-defined]
             self._self_client_authorized = True
         try:
             outputs = await self._call_generate_batch(item)

@@ -39,7 +39,7 @@ MAX_URL_CHARS = 2048
 
 
 class FetchError(ValueError):
-    """Raised for a URL the service will not fetch, or a fetch that failed; the message says why."""
+    """Raised for a URL the service will not fetch, or a fetch that failed; the message gives the reason."""
 
 
 def resolve_host(host: str, port: int) -> list[str]:
@@ -157,7 +157,7 @@ class UrlFetcher:
             if response.status_code in REDIRECT_STATUSES:
                 location = response.headers.get("location")
                 if not location:
-                    raise FetchError(f"{url} answered HTTP {response.status_code} without a Location header")
+                    raise FetchError(f"{url} returned HTTP {response.status_code} without a Location header")
                 return location
             if response.status_code != 200:
                 raise FetchError(f"fetching {url} failed with HTTP {response.status_code}")
