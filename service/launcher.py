@@ -10,6 +10,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -104,9 +105,15 @@ def start_service(
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"service-{http_port}.log"
 
+    # `bentoml serve` empties $BENTOML_HOME/prometheus_multiproc_dir when it
+    # starts (ensure_prometheus_dir in bentoml/serving.py, 1.4.40), which wiped
+    # the metric files of every other service running under the same home, so
+    # each service gets a home of its own.
+    bentoml_home = Path(tempfile.mkdtemp(prefix="mllm-classify-bentoml-"))
     child_env = dict(os.environ)
     child_env.update(
         {
+            "BENTOML_HOME": str(bentoml_home),
             "BENTOML_DO_NOT_TRACK": "true",
             "HF_HUB_OFFLINE": "1",
             "TOKENIZERS_PARALLELISM": "false",
@@ -140,6 +147,7 @@ def start_service(
     finally:
         service.stop()
         config_path.unlink(missing_ok=True)
+        shutil.rmtree(bentoml_home, ignore_errors=True)
 
 
 def _wait_ready(service: ServiceProcess, timeout_s: float) -> float:
