@@ -4,7 +4,7 @@
         --csv var/locust/burst --html var/locust/burst.html
 
 The shape reads the common options: `-u` is the peak user count and `-t` the
-total run time (default 60 s). Each cycle holds one user for `BASE_S` seconds,
+total run time (default 60 s). Each cycle runs one user for `BASE_S` seconds,
 then `-u` users for `BURST_S` seconds, with users spawned all at once so the
 batcher sees the queue jump.
 """

@@ -1,8 +1,8 @@
 """Locust event hooks shared by every scenario: loopback-only targets and hard stops.
 
 Imported by the user classes, so any locustfile that uses them gets:
-- `--host` must be http on 127.0.0.1, localhost or ::1 (checked at init, before
-  any user starts; a failed check makes Locust exit with status 1);
+- `--host` must be http on 127.0.0.1, localhost or ::1. The check runs at init,
+  before any user starts, and a failed check makes Locust exit with status 1;
 - the run quits after `--max-requests` requests (successes and failures together);
 - the run quits after `--hard-stop-s` seconds, even without `--run-time` or
   with a load shape that never returns None.
@@ -44,7 +44,7 @@ def add_options(parser, **_kwargs) -> None:
         type=float,
         default=DEFAULT_HARD_STOP_S,
         env_var="LOCUST_HARD_STOP_S",
-        help="Quit after this many seconds from the start of the test, whatever the run time or shape says.",
+        help="Quit this many seconds after the test starts, even when --run-time or a load shape would run longer.",
     )
     parser.add_argument(
         "--grpc-target",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 from functools import lru_cache
 
-# Names of skimage.data loaders; the demo model answers "tabby cat", "espresso" and "missile" for them.
+# Names of skimage.data loaders; the demo model is trained to return "tabby cat", "espresso" and "missile" for them.
 SAMPLE_PHOTOS: tuple[str, ...] = ("chelsea", "coffee", "rocket")
 
 

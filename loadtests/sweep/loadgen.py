@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RequestPlan:
-    """What each request of a level sends: one image per request, cycled through `images`."""
+    """Request contents of one level: one image per request, cycled through `images`, with the same form fields."""
 
     images: Sequence[tuple[str, bytes]]
     form: Mapping[str, str] = field(default_factory=dict)

@@ -72,8 +72,8 @@ def recommend(rows: Sequence[SweepRow], low_load_tolerance: float = 0.25) -> Rec
 
     A setting qualifies when none of its levels had an error and its p95 at the
     lowest concurrency is within `low_load_tolerance` (a fraction) of the best p95
-    any qualifying setting reached there, because batching should not slow down a
-    lightly loaded service. Among those, the highest throughput at the highest
+    that any error-free setting reached there. The second condition keeps batching
+    from slowing down a lightly loaded service. Among those, the highest throughput at the highest
     concurrency wins, and ties go to the smaller p95 there. Returns None when no
     setting ran without errors.
     """

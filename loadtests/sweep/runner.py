@@ -198,7 +198,7 @@ def run_sweep(
     settings: SweepSettings,
     on_row: Callable[[SweepRow], None] | None = None,
 ) -> list[SweepRow]:
-    """Start a service per grid point and measure it; `on_row` sees each row as it is made."""
+    """Start a service per grid point and measure it; `on_row` is called with each row as it is made."""
     from service.launcher import ServiceStartError, free_port, start_service
 
     rows: list[SweepRow] = []

@@ -31,8 +31,9 @@ PROMETHEUS = shutil.which("prometheus")
 UNRELATED_CANDIDATE = "n01443537"
 
 # Series that the service creates at their first event, which this test's traffic cannot cause.
-# NOTE: a panel reading them shows no data until that event; exporting them at zero
-# from startup (the usual Prometheus practice) would let this test require them too.
+# NOTE: a panel that reads them shows no data until that event. If the service
+# exported them at zero from startup (the usual Prometheus practice), this test
+# could require them like the others.
 UNTRIGGERED_SERIES = {
     "mllm_classify_abstentions_total": "the service creates it at the first abstention, and the demo model never refuses",
 }
