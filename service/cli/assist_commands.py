@@ -52,13 +52,18 @@ def report_command(database_url: str | None, target: float, buckets: int, max_cl
 @click.option("--port", default=3000, show_default=True, type=click.IntRange(1, 65535), help="TCP port.")
 def serve_command(model_id: str | None, images_dir: str | None, database_url: str | None, host: str, port: int) -> None:
     """Serve the review page and the Label Studio ML backend without BentoML (one request at a time)."""
+    import os
+
     import uvicorn
 
-    from service.assist.settings import AssistSettings
+    from service.assist.settings import ENV_PREFIX, AssistSettings
     from service.assist.standalone import build_standalone_app
     from service.config import load_config
 
-    config = load_config()
+    # The service config rejects sections it does not define, and the assist
+    # variables share its MLLM_CLASSIFY_ prefix, so they are read separately.
+    service_environ = {name: value for name, value in os.environ.items() if not name.startswith(ENV_PREFIX)}
+    config = load_config(environ=service_environ)
     if model_id:
         config.model.model_id = model_id
     overrides = {}

@@ -76,7 +76,7 @@ def headless_chromium() -> Iterator[object]:
 
 @contextmanager
 def standalone_server(
-    model_dir: Path, images_dir: Path, database_url: str, timeout_s: float = 300.0
+    model_dir: Path, images_dir: Path, database_url: str, timeout_s: float = 300.0, env: dict[str, str] | None = None
 ) -> Iterator[str]:
     """Run `mllm-classify assist serve` with the real engine in a subprocess; yield its base URL."""
     import signal
@@ -92,6 +92,7 @@ def standalone_server(
         "BENTOML_DO_NOT_TRACK": "true",
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
+        **(env or {}),
     }
     command = [
         sys.executable, "-c", "from service.cli import main; main()", "--log-level", "INFO",

@@ -76,7 +76,11 @@ class AssistServer:
         self._stack = contextlib.ExitStack()
 
     def start(self) -> None:
-        self.url = self._stack.enter_context(standalone_server(self.model_dir, self.photos, self.database_url))
+        # The default top_k comes from the environment, as a deployment would set it.
+        environment = {"MLLM_CLASSIFY_ASSIST__TOP_K": "4"}
+        self.url = self._stack.enter_context(
+            standalone_server(self.model_dir, self.photos, self.database_url, env=environment)
+        )
 
     def stop(self) -> None:
         self._stack.close()
@@ -141,6 +145,7 @@ def test_out_of_list_answer_is_uncertain(server: tuple[str, str], photos: Path) 
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["raw_answer"] == "astronaut"
+    assert len(body["labels"]) == 4
     assert body["labels"][0]["score"] < 1.0
     assert body["labels"][0]["confidence"] < 0.6
     assert body["uncertainty"] > 0.4
