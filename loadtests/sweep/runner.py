@@ -13,7 +13,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -183,17 +182,6 @@ def sweep_grid_point(base_url: str, settings: SweepSettings, batch_size: int, ma
     return rows
 
 
-def isolated_metrics_env(bentoml_home: str) -> dict[str, str]:
-    """Return the environment that gives one `bentoml serve` its own Prometheus multiprocess directory.
-
-    BentoML 1.4 keeps multiprocess metrics in $BENTOML_HOME/prometheus_multiproc_dir
-    (~/bentoml/... by default) and empties that directory whenever a service
-    starts, so services of one user on one machine would mix or wipe each other's
-    /metrics. A private BENTOML_HOME per service keeps its counts its own.
-    """
-    return {"BENTOML_HOME": bentoml_home}
-
-
 def run_sweep(
     settings: SweepSettings,
     on_row: Callable[[SweepRow], None] | None = None,
@@ -207,10 +195,12 @@ def run_sweep(
             overrides = {"batching": {"max_batch_size": batch_size, "max_latency_ms": max_latency_ms}}
             logger.info("starting service for batch=%d latency=%dms", batch_size, max_latency_ms)
             try:
-                with tempfile.TemporaryDirectory(prefix="mllm-classify-sweep-") as bentoml_home, start_service(
+                # The launcher gives every service its own BENTOML_HOME, so services
+                # started elsewhere on the machine cannot wipe this one's /metrics.
+                with start_service(
                     model_id=settings.model_id,
                     http_port=free_port(),
-                    env={**isolated_metrics_env(bentoml_home), **settings.service_env},
+                    env=dict(settings.service_env),
                     config_overrides=overrides,
                 ) as service:
                     point_rows = sweep_grid_point(service.url, settings, batch_size, max_latency_ms)

@@ -9,11 +9,9 @@ import pytest
 
 
 @pytest.fixture(scope="module")
-def demo_service(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+def demo_service(models_dir: Path) -> Iterator[object]:
     """Run the service with the demo model for the tests of one module."""
-    from loadtests.sweep.runner import isolated_metrics_env
     from service.launcher import free_port, start_service
 
-    env = isolated_metrics_env(str(tmp_path_factory.mktemp("bentoml-home")))
-    with start_service(model_id=str(models_dir / "demo-llava"), http_port=free_port(), env=env) as service:
+    with start_service(model_id=str(models_dir / "demo-llava"), http_port=free_port()) as service:
         yield service

@@ -90,15 +90,10 @@ def send_traffic(service) -> None:
 
 
 @pytest.fixture(scope="module")
-def live_service(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    from loadtests.sweep.runner import isolated_metrics_env
+def live_service(models_dir: Path) -> Iterator[object]:
     from service.launcher import free_port, start_service
 
-    # A private BENTOML_HOME, so services started by other tests cannot wipe this one's /metrics.
-    env = isolated_metrics_env(str(tmp_path_factory.mktemp("bentoml-home")))
-    with start_service(
-        model_id=str(models_dir / "demo-llava"), http_port=free_port(), grpc_port=free_port(), env=env
-    ) as service:
+    with start_service(model_id=str(models_dir / "demo-llava"), http_port=free_port(), grpc_port=free_port()) as service:
         yield service
 
 
