@@ -15,7 +15,6 @@ Source = Literal["api", "review", "labelstudio"]
 # entered: the labeler gave a label that was not among the suggestions.
 # rejected: the labeler rejected the image (no class applies, unusable image).
 DecisionKind = Literal["accepted", "entered", "rejected"]
-DECISION_KINDS: tuple[str, ...] = ("accepted", "entered", "rejected")
 
 
 class SuggestedLabel(BaseModel):

@@ -17,7 +17,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, create_engine, event, func, select, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session, selectinload, sessionmaker
+from sqlalchemy.orm import selectinload, sessionmaker
 
 from service.assist.schemas import Decision, SuggestedLabel, Suggestion
 from service.assist.tables import DecisionRow, SuggestionLabelRow, SuggestionRow
