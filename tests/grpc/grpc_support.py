@@ -68,7 +68,7 @@ class StartupProbe:
         self.thread.start()
 
     def wait(self, timeout_s: float) -> None:
-        """Wait until the probe has seen SERVING, then stop it."""
+        """Wait up to timeout_s for the probe to see SERVING, then stop it."""
         if self.thread is not None:
             self.thread.join(timeout=timeout_s)
         self.stop()
