@@ -153,6 +153,8 @@ def _score_with_shared_prefix(backend: Any, inputs: Any, tokenized: list[list[li
     items, rows = _flatten(tokenized)
     item_index = torch.tensor(items, dtype=torch.long, device=attention_mask.device)
     # Copy each item's cache rows once per candidate (index_select with repeats).
+    # NOTE: this copy and the cache update that extends it take about half of
+    # the scoring time with 20 candidates on CPU (docs/benchmarks.md).
     cache.reorder_cache(item_index)
 
     pad_id = backend.tokenizer.pad_token_id
