@@ -49,8 +49,15 @@ def service_taxonomy(name: str | None) -> Taxonomy:
 
 
 def mount_assist_apps(service_class: Any, settings: AssistSettings | None = None) -> AssistSettings:
-    """Mount `/assist` and `/labelstudio` on a BentoML service class; return the settings used."""
+    """Mount `/assist` and `/labelstudio` on a BentoML service class; return the settings used.
+
+    A second call on the same class mounts nothing, so the service module and
+    a wrapper of it can both call this.
+    """
     settings = settings or AssistSettings.from_env()
+    mounted_paths = {entry[1] for entry in getattr(service_class, "mount_apps", [])}
+    if "/assist" in mounted_paths:
+        return settings
     service_class.mount_asgi_app(
         build_assist_app(classify_with_service, service_taxonomy, settings, service_mapper), path="/assist"
     )

@@ -61,11 +61,17 @@ def test_mount_adds_both_apps(tmp_path) -> None:
     mounted: list[tuple[str, object]] = []
 
     class FakeServiceClass:
-        @staticmethod
-        def mount_asgi_app(app, path):
+        mount_apps: list[tuple[object, str, None]] = []
+
+        @classmethod
+        def mount_asgi_app(cls, app, path):
+            cls.mount_apps.append((app, path, None))
             mounted.append((path, app))
 
     settings = AssistSettings(database_url=f"sqlite:///{tmp_path / 'a.sqlite3'}")
     assert bentoml_mount.mount_assist_apps(FakeServiceClass, settings) is settings
     assert [path for path, _ in mounted] == ["/assist", "/labelstudio"]
     assert all(isinstance(app, Starlette) for _, app in mounted)
+
+    bentoml_mount.mount_assist_apps(FakeServiceClass, settings)
+    assert len(mounted) == 2
