@@ -19,7 +19,7 @@ from service.schemas import ClassifyParams, ClassifyResult
 if TYPE_CHECKING:
     from mapping import Mapper, Taxonomy
 
-# Value of the `transport` label on the service's request metrics.
+# Transport name that the service passes to its metrics (the `transport` label of errors_total).
 TRANSPORT = "assist"
 
 
