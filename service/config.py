@@ -148,12 +148,19 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+# Sections with their own settings reader: annotation assist reads
+# MLLM_CLASSIFY_ASSIST__* itself (service/assist/settings.py).
+SEPARATE_SECTIONS = frozenset({"assist"})
+
+
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
         section, _, key = name[len(ENV_PREFIX):].lower().partition("__")
+        if section in SEPARATE_SECTIONS:
+            continue
         # YAML parsing turns "16" into an int and "true" into a bool, as in the file.
         try:
             value = yaml.safe_load(raw) if raw != "" else ""

@@ -23,6 +23,7 @@ import bentoml
 from pydantic import BaseModel, Field
 
 from service import metrics
+from service.assist.bentoml_mount import mount_assist_apps
 from service.auth import ApiKeyMiddleware
 from service.body_limit import BodyLimitMiddleware
 from service.config import load_config
@@ -41,6 +42,7 @@ from service.images import ImageError, ImageLimits, decode_image
 from service.internal_routes import InternalRouteGuard, authorize_self_client, pin_self_client_session
 from service.protocols import ModelAnswer, Outcome, ParameterError, PromptRequest
 from service.http_routes import build_routes_app
+from service.logs import configure_service_logging
 from service.requests import build_params, record_error, record_result
 from service.startup_failure import stop_server
 from service.schemas import BatchClassifyResult, ClassifyParams, ClassifyResult, StageTimings
@@ -86,6 +88,7 @@ class Classifier:
     """Classify images with a multimodal LLM and map the answers to taxonomy classes."""
 
     def __init__(self) -> None:
+        configure_service_logging()
         self.config = CONFIG
         try:
             self.engine = Engine(self.config)
@@ -449,3 +452,6 @@ Classifier.add_asgi_middleware(ApiKeyMiddleware, config=CONFIG)
 Classifier.add_asgi_middleware(BodyLimitMiddleware, config=CONFIG)
 Classifier.add_asgi_middleware(ErrorBodyMiddleware, max_parts=CONFIG.limits.max_images_per_request + 16)
 Classifier.mount_asgi_app(build_routes_app(), path="/")
+# Annotation assist: the review page and suggestions under /assist, the Label
+# Studio ML backend API under /labelstudio, both on classify_images.
+mount_assist_apps(Classifier)

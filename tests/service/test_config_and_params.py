@@ -94,3 +94,8 @@ def test_build_params_defaults() -> None:
     assert params.protocol == "choice"
     assert params.candidates == ["a", "b"]
     assert params.taxonomy is None
+
+
+def test_config_leaves_assist_variables_to_assist() -> None:
+    config = load_config(environ={"MLLM_CLASSIFY_ASSIST__DATABASE_URL": "sqlite:///x.sqlite3"})
+    assert config.mapping.taxonomy == "imagenet-1k"
