@@ -172,7 +172,7 @@ class Runner:
             groups.setdefault(setting.generation_key(), []).append(setting)
 
         total = len(dataset) * len(settings)
-        already = sum(1 for setting in settings for sample in dataset if self.store.is_done(setting.key, sample.id))
+        already = sum(1 for setting in settings for sample in dataset if self.store.is_done(setting.key, sample.id, self.model))
         summary = RunSummary(skipped=already)
         with tqdm(total=total, initial=already, unit="row", disable=not self.progress, desc=dataset.name) as bar:
             for members in groups.values():
@@ -184,7 +184,7 @@ class Runner:
         todo = [
             (position, dataset[index])
             for position, index in enumerate(run_order(dataset, lead))
-            if any(not self.store.is_done(setting.key, dataset[index].id) for setting in members)
+            if any(not self.store.is_done(setting.key, dataset[index].id, self.model) for setting in members)
         ]
 
         # Images without any label are never sent to the model, so they do not take batch slots.
@@ -217,7 +217,7 @@ class Runner:
 
     def _write(self, rows: list[ResultRow], summary: RunSummary, bar: tqdm) -> None:
         # A member setting may already be done for an image that another member still needed.
-        rows = [row for row in rows if not self.store.is_done(row.setting, row.image_id)]
+        rows = [row for row in rows if not self.store.is_done(row.setting, row.image_id, row.model)]
         self.store.append(rows)
         summary.written += len(rows)
         summary.errors += sum(row.status == "error" for row in rows)

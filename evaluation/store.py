@@ -74,13 +74,16 @@ def read_rows(path: str | Path) -> Iterator[ResultRow]:
 
 
 class ResultStore:
-    """Appends rows to a JSONL file and remembers which (setting, image) pairs are done."""
+    """Appends rows to a JSONL file and remembers which (model, setting, image) rows are done."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._truncate_partial_line()
-        self._done: set[tuple[str, str]] = {(row.setting, row.image_id) for row in read_rows(self.path)}
+        # Keyed by model too, so a second model run into the same file is not skipped.
+        self._done: set[tuple[str, str, str]] = {
+            (row.model, row.setting, row.image_id) for row in read_rows(self.path)
+        }
         self._handle = self.path.open("a", encoding="utf-8")
 
     def _truncate_partial_line(self) -> None:
@@ -100,18 +103,14 @@ class ResultStore:
     def __len__(self) -> int:
         return len(self._done)
 
-    def is_done(self, setting: str, image_id: str) -> bool:
-        return (setting, image_id) in self._done
-
-    def count_done(self, setting: str) -> int:
-        """Count finished images of one setting."""
-        return sum(1 for done_setting, _ in self._done if done_setting == setting)
+    def is_done(self, setting: str, image_id: str, model: str = "") -> bool:
+        return (model, setting, image_id) in self._done
 
     def append(self, rows: Iterable[ResultRow]) -> None:
         """Write rows and flush them to disk."""
         for row in rows:
             self._handle.write(json.dumps(row.model_dump(mode="json"), separators=(",", ":")) + "\n")
-            self._done.add((row.setting, row.image_id))
+            self._done.add((row.model, row.setting, row.image_id))
         self._handle.flush()
         os.fsync(self._handle.fileno())
 

@@ -171,3 +171,13 @@ def test_bundled_augmented_views():
     assert flipped.size == original.size
     assert flipped.getpixel((0, 0)) == original.getpixel((original.width - 1, 0))
     assert cropped.size == (round(original.width * 0.8), round(original.height * 0.8))
+
+
+def test_store_keeps_models_apart(tmp_path):
+    path = tmp_path / "results.jsonl"
+    with ResultStore(path) as store:
+        store.append([ResultRow(setting="protocol=open", image_id="a", labels=["x"], model="efficientnet-lite0")])
+
+    with ResultStore(path) as store:
+        assert store.is_done("protocol=open", "a", "efficientnet-lite0")
+        assert not store.is_done("protocol=open", "a", "models/demo-llava")
