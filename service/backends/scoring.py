@@ -7,10 +7,16 @@ add_special_tokens=False)` spells it. Including end of sequence lets "crane"
 and "crane bird" differ, because the model must stop after "crane".
 
 With prefix reuse (the default), the image and prompt of each batch item run
-through the model once. Their key/value cache is then copied to one row per
-candidate and only the candidate tokens run on top of it. Without reuse,
-every candidate row repeats the whole image and prompt. The benchmark
-compares both, and the tests check that they give the same scores.
+through the model once. Then all candidates of the item run in one row on top
+of that key/value cache, side by side, with a block-diagonal attention mask
+and position ids that restart after the prompt for each candidate, so no
+candidate sees another and the cache is never copied. Without reuse, every
+candidate gets a full row that repeats the whole image and prompt. The
+benchmark compares both, and the tests check that they give the same scores.
+
+The packed row needs a model that accepts a 4D attention mask; the LLaVA and
+Idefics3 (Llama decoder) models of transformers 5.23 do, and the tests run
+both.
 
 A score answer (`ModelAnswer`) has `text` set to the best choice and
 `choice_scores` set to the length-normalized log-likelihoods, aligned with
@@ -96,7 +102,7 @@ def score_batch(
     try:
         with torch.inference_mode():
             if reuse_prefix:
-                totals, prefilled = _score_with_shared_prefix(backend, inputs, tokenized, eos_id)
+                totals, prefilled = _score_with_packed_prefix(backend, inputs, tokenized, eos_id)
             else:
                 totals, prefilled = _score_with_full_rows(backend, inputs, tokenized, eos_id)
     except RuntimeError as error:
@@ -127,20 +133,49 @@ def _unflatten(values: list[float], tokenized: list[list[list[int]]]) -> list[li
     return nested
 
 
-def _right_padded(rows: list[list[int]], pad_id: int, device: Any) -> tuple[Any, Any]:
+def _packed_candidates(tokenized: list[list[list[int]]], prefix_mask: Any, dtype: Any) -> tuple[Any, Any, Any, list[list[int]]]:
+    """Lay out every candidate of an item side by side in one row after the item's prefix.
+
+    Returns the token ids, position ids, additive 4D attention mask and the
+    start offset of each candidate in its row. A candidate token attends to
+    the real prefix tokens and to the earlier tokens of its own candidate
+    only, and its positions continue from the prefix, so each candidate is
+    scored as if it were alone after the prompt.
+    """
     import torch
 
-    length = max(len(row) for row in rows)
-    ids = torch.full((len(rows), length), pad_id, dtype=torch.long, device=device)
-    mask = torch.zeros((len(rows), length), dtype=torch.long, device=device)
-    for position, row in enumerate(rows):
-        ids[position, : len(row)] = torch.tensor(row, dtype=torch.long)
-        mask[position, : len(row)] = 1
-    return ids, mask
+    device = prefix_mask.device
+    batch, prefix_length = prefix_mask.shape
+    length = max(sum(len(token_ids) for token_ids in choices) for choices in tokenized)
+    input_ids = torch.zeros((batch, length), dtype=torch.long, device=device)
+    position_ids = torch.zeros((batch, length), dtype=torch.long, device=device)
+    allowed = torch.zeros((batch, length, prefix_length + length), dtype=torch.bool, device=device)
+    allowed[:, :, :prefix_length] = prefix_mask[:, None, :].bool()
+    # Padding positions attend to themselves so that no row of the mask is empty.
+    allowed[:, :, prefix_length:] = torch.eye(length, dtype=torch.bool, device=device)
+
+    prefix_lengths = prefix_mask.sum(dim=1).tolist()
+    offsets: list[list[int]] = []
+    for item, choices in enumerate(tokenized):
+        item_offsets, offset = [], 0
+        for token_ids in choices:
+            size = len(token_ids)
+            span = slice(offset, offset + size)
+            input_ids[item, span] = torch.tensor(token_ids, dtype=torch.long)
+            position_ids[item, span] = prefix_lengths[item] + torch.arange(size, device=device)
+            keys = slice(prefix_length + offset, prefix_length + offset + size)
+            allowed[item, span, keys] = torch.tril(torch.ones((size, size), dtype=torch.bool, device=device))
+            item_offsets.append(offset)
+            offset += size
+        offsets.append(item_offsets)
+
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=device)
+    mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+    return input_ids, position_ids, mask[:, None, :, :], offsets
 
 
-def _score_with_shared_prefix(backend: Any, inputs: Any, tokenized: list[list[list[int]]], eos_id: int) -> tuple[list[list[float]], int]:
-    """Run each prefix once, copy its key/value cache per candidate, then run only the candidate tokens."""
+def _score_with_packed_prefix(backend: Any, inputs: Any, tokenized: list[list[list[int]]], eos_id: int) -> tuple[list[list[float]], int]:
+    """Run each prefix once, then all of its candidates in one row on top of its key/value cache."""
     import torch
 
     model = backend.model
@@ -148,39 +183,31 @@ def _score_with_shared_prefix(backend: Any, inputs: Any, tokenized: list[list[li
     extra = {"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {}
     prefix = model(**inputs, position_ids=_positions(attention_mask), use_cache=True, return_dict=True, **extra)
     first_log_probs = torch.log_softmax(prefix.logits[:, -1, :].float(), dim=-1)
-    cache = prefix.past_key_values
 
-    items, rows = _flatten(tokenized)
-    item_index = torch.tensor(items, dtype=torch.long, device=attention_mask.device)
-    # Copy each item's cache rows once per candidate (index_select with repeats).
-    # NOTE: this copy and the cache update that extends it take about half of
-    # the scoring time with 20 candidates on CPU (docs/benchmarks.md).
-    cache.reorder_cache(item_index)
-
-    pad_id = backend.tokenizer.pad_token_id
-    candidate_ids, candidate_mask = _right_padded(rows, pad_id, attention_mask.device)
-    prefix_lengths = attention_mask.sum(dim=1)[item_index]
-    steps = torch.arange(candidate_ids.shape[1], device=attention_mask.device)
+    input_ids, position_ids, mask, offsets = _packed_candidates(tokenized, attention_mask, model.dtype)
     output = model(
-        input_ids=candidate_ids,
-        attention_mask=torch.cat([attention_mask[item_index], candidate_mask], dim=1),
-        position_ids=prefix_lengths[:, None] + steps[None, :],
-        past_key_values=cache,
+        input_ids=input_ids,
+        attention_mask=mask,
+        position_ids=position_ids,
+        past_key_values=prefix.past_key_values,
         use_cache=True,
         return_dict=True,
     )
     log_probs = torch.log_softmax(output.logits.float(), dim=-1)
 
-    totals = []
-    for row, token_ids in enumerate(rows):
-        # The prefix predicts the first token; candidate position j predicts token j + 1,
-        # and the last candidate position predicts end of sequence.
-        targets = torch.tensor([*token_ids[1:], eos_id], dtype=torch.long, device=log_probs.device)
-        continuation = log_probs[row, : len(token_ids)].gather(1, targets[:, None]).sum()
-        totals.append(float(first_log_probs[items[row], token_ids[0]] + continuation))
+    totals: list[list[float]] = []
+    for item, choices in enumerate(tokenized):
+        item_totals = []
+        for token_ids, offset in zip(choices, offsets[item], strict=True):
+            # The prefix predicts the first token; position j of the candidate
+            # predicts token j + 1, and its last position predicts end of sequence.
+            targets = torch.tensor([*token_ids[1:], eos_id], dtype=torch.long, device=log_probs.device)
+            continuation = log_probs[item, offset : offset + len(token_ids)].gather(1, targets[:, None]).sum()
+            item_totals.append(float(first_log_probs[item, token_ids[0]] + continuation))
+        totals.append(item_totals)
 
-    prefilled = int(attention_mask.sum()) + sum(len(token_ids) for token_ids in rows)
-    return _unflatten(totals, tokenized), prefilled
+    prefilled = int(attention_mask.sum()) + sum(len(token_ids) for choices in tokenized for token_ids in choices)
+    return totals, prefilled
 
 
 def _score_with_full_rows(backend: Any, inputs: Any, tokenized: list[list[list[int]]], eos_id: int) -> tuple[list[list[float]], int]:
