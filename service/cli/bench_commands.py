@@ -45,3 +45,52 @@ def bench_decoding(models_dir: Path, num_images: int, rounds: int, top_k: int, m
     from bench.decoding_bench import run
 
     run(models_dir, num_images=num_images, rounds=rounds, top_k=top_k, max_new_tokens=max_new_tokens, echo=click.echo)
+
+
+@bench_group.command("serve")
+@click.option("--models-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("models"), show_default=True, help="Directory of the models built by `mllm-classify build-models`.")
+@click.option("--model", "models", multiple=True, default=("bench-llava", "tiny-llava"), show_default=True, help="Model folder under --models-dir; repeat for several.")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=8, show_default=True, help="Tokens generated per answer, everywhere.")
+@click.option("--torch-threads", type=click.IntRange(min=0), default=1, show_default=True, help="torch intra-op threads in the raw runs, the service and the peer; 0 keeps torch's default (one per core).")
+@click.option("--max-batch-size", type=click.IntRange(min=0), default=0, show_default=True, help="Batch limit of the adaptive service and the peer; 0 takes the raw sweep's best batch size.")
+@click.option("--max-latency-ms", type=click.IntRange(min=10), default=600000, show_default=True, help="The service's batching.max_latency_ms. BentoML answers 503 when it expects the queue to take longer, so it must exceed the wait at 32 clients.")
+@click.option("--peer-batch-timeout", type=click.FloatRange(min=0), default=0.01, show_default=True, help="Seconds LitServe waits to fill a batch.")
+@click.option("--one-client-requests", type=click.IntRange(min=2), default=8, show_default=True, help="Requests at one client.")
+@click.option("--requests-per-client", type=click.IntRange(min=1), default=2, show_default=True, help="Requests per client at 8 and 32 clients.")
+@click.option("--max-level-s", type=click.FloatRange(min=1), default=300.0, show_default=True, help="Time limit of each load level in seconds.")
+@click.option("--skip-peer", is_flag=True, help="Do not start the LitServe peer.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("docs/bench/serve.json"), show_default=True, help="Where to write the JSON results.")
+def bench_serve(
+    models_dir: Path,
+    models: tuple[str, ...],
+    max_new_tokens: int,
+    torch_threads: int,
+    max_batch_size: int,
+    max_latency_ms: int,
+    peer_batch_timeout: float,
+    one_client_requests: int,
+    requests_per_client: int,
+    max_level_s: float,
+    skip_peer: bool,
+    json_path: Path,
+) -> None:
+    """Compare raw batched generate, the service and a LitServe peer on each model, in one run on 127.0.0.1."""
+    import logging
+
+    from bench.serve_bench import BenchSettings, run
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = BenchSettings(
+        models=models,
+        models_dir=models_dir,
+        max_new_tokens=max_new_tokens,
+        torch_threads=torch_threads,
+        max_batch_size=max_batch_size,
+        max_latency_ms=max_latency_ms,
+        peer_batch_timeout_s=peer_batch_timeout,
+        one_client_requests=one_client_requests,
+        requests_per_client=requests_per_client,
+        max_level_s=max_level_s,
+        skip_peer=skip_peer,
+    )
+    run(settings, json_path, echo=click.echo)

@@ -1,0 +1,307 @@
+"""`mllm-classify bench serve`: the service against raw batched generate and a LitServe peer.
+
+For each model, in one run on one machine:
+
+1. raw: `backend.generate` in this process at batch 1, 2, 4, 8, 16, 32 on the
+   same images and open prompt, plus the in-process Engine on one image
+   (decode, preprocess, generate, parse, map) as the single-image baseline;
+2. the BentoML service with adaptive batching, then with max_batch_size=1,
+   and the LitServe peer (bench/litserve_peer.py), each at 1, 8 and 32 clients.
+
+The raw sweep runs once before every server and once after the last, and the
+figures are medians over those rounds, so load from other processes on a
+shared machine lands on both sides of each ratio. Servers run one at a time
+and this process stays idle while they work.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import platform
+import re
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from bench.serve_load import LevelStats, run_level
+from bench.serve_report import compute_ratios, format_report
+
+logger = logging.getLogger(__name__)
+
+RAW_BATCH_SIZES = (1, 2, 4, 8, 16, 32)
+CLIENT_COUNTS = (1, 8, 32)
+# The Engine logs this line when the backend has loaded (service/engine.py).
+_LOAD_LINE = re.compile(r"loaded backend \S+ in ([0-9.]+) s")
+
+
+@dataclass
+class BenchSettings:
+    """Knobs of one `bench serve` run; every figure in the JSON names the settings it ran with."""
+
+    models: Sequence[str]
+    models_dir: Path
+    max_new_tokens: int = 8
+    torch_threads: int = 1
+    # 0: use the raw sweep's best batch size of the same run.
+    max_batch_size: int = 0
+    max_latency_ms: int = 600000
+    peer_batch_timeout_s: float = 0.01
+    one_client_requests: int = 8
+    requests_per_client: int = 2
+    warmup_requests: int = 4
+    max_level_s: float = 300.0
+    skip_peer: bool = False
+
+
+@dataclass
+class RawRounds:
+    """Seconds per call of each raw measurement, one entry per round."""
+
+    batch_seconds: dict[int, list[float]] = field(default_factory=lambda: {size: [] for size in RAW_BATCH_SIZES})
+    engine_single_seconds: list[float] = field(default_factory=list)
+
+    def throughput(self) -> dict[int, float]:
+        """Return images per second at each batch size, from the median call time."""
+        return {size: size / statistics.median(times) for size, times in self.batch_seconds.items() if times}
+
+
+def encode_samples() -> list[tuple[str, bytes]]:
+    """Return the bundled sample photos as JPEG uploads, the bytes every client and raw call use."""
+    from service.models.samples import sample_images
+
+    uploads = []
+    for name, image in sample_images().items():
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=90)
+        uploads.append((f"{name}.jpg", buffer.getvalue()))
+    return uploads
+
+
+def decode_upload(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image.convert("RGB")
+
+
+class RawRunner:
+    """The model in this process: batched generate sweeps and the Engine on one image."""
+
+    def __init__(self, model_id: str, settings: BenchSettings, uploads: Sequence[tuple[str, bytes]]) -> None:
+        import torch
+
+        from service.config import load_config
+        from service.engine import Engine
+        from service.schemas import ClassifyParams
+
+        if settings.torch_threads > 0:
+            torch.set_num_threads(settings.torch_threads)
+        config = load_config(
+            environ={
+                "MLLM_CLASSIFY_MODEL__MODEL_ID": model_id,
+                "MLLM_CLASSIFY_MODEL__MAX_NEW_TOKENS": str(settings.max_new_tokens),
+                "MLLM_CLASSIFY_MODEL__TORCH_THREADS": str(settings.torch_threads),
+            }
+        )
+        self.engine = Engine(config)
+        self.max_new_tokens = settings.max_new_tokens
+        self.params = ClassifyParams(protocol="open", max_new_tokens=settings.max_new_tokens)
+        # The open protocol's first prompt is the text the service sends to generate.
+        self.prompt = self.engine.create_run(self.params).first_prompt().text
+        self.uploads = list(uploads)
+        self.images = [decode_upload(data) for _, data in uploads]
+        self.rounds = RawRounds()
+
+    def warm_up(self) -> None:
+        self.engine.backend.generate(self.images[:2], [self.prompt] * 2, self.max_new_tokens)
+        self.engine.classify_batch(self.images[:1], [self.params])
+
+    def run_round(self) -> None:
+        """Time every batch size once and the single-image Engine path once."""
+        for size in RAW_BATCH_SIZES:
+            images = [self.images[i % len(self.images)] for i in range(size)]
+            started = time.perf_counter()
+            self.engine.backend.generate(images, [self.prompt] * size, self.max_new_tokens)
+            self.rounds.batch_seconds[size].append(time.perf_counter() - started)
+
+        # Decode included: the service decodes every upload too.
+        started = time.perf_counter()
+        image = decode_upload(self.uploads[0][1])
+        self.engine.classify_batch([image], [self.params])
+        self.rounds.engine_single_seconds.append(time.perf_counter() - started)
+
+    def describe_last_round(self) -> str:
+        times = "  ".join(f"{size}: {size / seconds[-1]:.3f}" for size, seconds in self.rounds.batch_seconds.items())
+        return f"images/s {times}; engine single image {self.rounds.engine_single_seconds[-1] * 1000:.0f} ms"
+
+    def summary(self) -> dict[str, Any]:
+        throughput = self.rounds.throughput()
+        best = max(throughput, key=throughput.__getitem__)
+        return {
+            "throughput_ips": {str(size): round(value, 4) for size, value in throughput.items()},
+            "batch_seconds": {str(size): [round(t, 4) for t in times] for size, times in self.rounds.batch_seconds.items()},
+            "best_batch_size": best,
+            "best_throughput_ips": round(throughput[best], 4),
+            "single_generate_ms": round(statistics.median(self.rounds.batch_seconds[1]) * 1000, 1),
+            "single_engine_ms": round(statistics.median(self.rounds.engine_single_seconds) * 1000, 1),
+            "rounds": len(self.rounds.engine_single_seconds),
+        }
+
+
+def _model_load_seconds(log_text: str) -> float | None:
+    match = _LOAD_LINE.search(log_text)
+    return float(match.group(1)) if match else None
+
+
+def _run_levels(
+    url: str, path: str, uploads: Sequence[tuple[str, bytes]], settings: BenchSettings, echo: Callable[[str], None], label: str
+) -> dict[int, LevelStats]:
+    form = {"protocol": "open", "max_new_tokens": str(settings.max_new_tokens)} if path == "/classify" else {}
+    warmup = run_level(url, path, uploads, form, clients=2, max_requests=settings.warmup_requests, max_duration_s=settings.max_level_s)
+    if warmup.ok == 0:
+        raise RuntimeError(f"{label}: every warm-up request failed: {warmup.errors}")
+
+    levels = {}
+    for clients in CLIENT_COUNTS:
+        requests = settings.one_client_requests if clients == 1 else clients * settings.requests_per_client
+        stats = run_level(url, path, uploads, form, clients=clients, max_requests=requests, max_duration_s=settings.max_level_s)
+        levels[clients] = stats
+        echo(
+            f"  {label:<22} {clients:>2} clients: {stats.throughput:7.3f} req/s  p50 {stats.latency_ms(50):8.1f} ms  "
+            f"p95 {stats.latency_ms(95):8.1f} ms  ok {stats.ok}/{stats.sent}  load {os.getloadavg()[0]:.1f}"
+        )
+    return levels
+
+
+def _service_run(
+    model_id: str, max_batch_size: int, settings: BenchSettings, uploads: Sequence[tuple[str, bytes]], log_dir: Path, echo: Callable[[str], None]
+) -> dict[str, Any]:
+    from service.launcher import start_service
+
+    overrides = {
+        "batching": {"max_batch_size": max_batch_size, "max_latency_ms": settings.max_latency_ms},
+        "server": {"grpc_enabled": False},
+        "model": {"max_new_tokens": settings.max_new_tokens, "torch_threads": settings.torch_threads},
+    }
+    label = f"service batch<={max_batch_size}"
+    with start_service(model_id, config_overrides=overrides, log_dir=log_dir) as service:
+        echo(f"  {label:<22} ready in {service.ready_seconds:.1f} s")
+        levels = _run_levels(service.url, "/classify", uploads, settings, echo, label)
+        load_seconds = _model_load_seconds(service.log_text())
+        cold_start = service.ready_seconds
+    return {"max_batch_size": max_batch_size, "cold_start_s": round(cold_start, 2), "model_load_s": load_seconds, "levels": levels}
+
+
+def _peer_run(
+    model_id: str, max_batch_size: int, settings: BenchSettings, uploads: Sequence[tuple[str, bytes]], log_dir: Path, echo: Callable[[str], None]
+) -> dict[str, Any]:
+    from bench.litserve_peer import start_peer
+    from service.launcher import free_port
+
+    label = f"litserve batch<={max_batch_size}"
+    with start_peer(
+        model_id, free_port(), settings.max_new_tokens, max_batch_size, settings.peer_batch_timeout_s, log_dir,
+        torch_threads=settings.torch_threads,
+    ) as peer:
+        echo(f"  {label:<22} ready in {peer.ready_seconds:.1f} s")
+        levels = _run_levels(peer.url, "/predict", uploads, settings, echo, label)
+        cold_start = peer.ready_seconds
+    return {"max_batch_size": max_batch_size, "cold_start_s": round(cold_start, 2), "levels": levels}
+
+
+def _stage_breakdown(stats: LevelStats) -> dict[str, float]:
+    """Return the median of each response timing and of the client-side remainder, in ms."""
+    keys = ("decode_ms", "queue_ms", "preprocess_ms", "generate_ms", "map_ms", "total_ms")
+    breakdown = {key: round(statistics.median(t.get(key, 0.0) for t in stats.timings), 1) for key in keys}
+    remainders = [latency * 1000 - t.get("total_ms", 0.0) for latency, t in zip(stats.latencies_s, stats.timings, strict=True)]
+    breakdown["outside_total_ms"] = round(statistics.median(remainders), 1)
+    shares = [t["map_ms"] / t["total_ms"] for t in stats.timings if t.get("total_ms")]
+    breakdown["map_share"] = round(statistics.median(shares), 4) if shares else float("nan")
+    return breakdown
+
+
+def bench_model(model_id: str, settings: BenchSettings, uploads: Sequence[tuple[str, bytes]], log_dir: Path, echo: Callable[[str], None]) -> dict[str, Any]:
+    """Measure one model: interleaved raw rounds, the service twice and the peer."""
+    echo(f"model {model_id}")
+    raw = RawRunner(model_id, settings, uploads)
+    raw.warm_up()
+    raw.run_round()
+    best = max(raw.rounds.throughput().items(), key=lambda item: item[1])[0]
+    max_batch_size = settings.max_batch_size or best
+    echo(f"  raw round 1: {raw.describe_last_round()}")
+    echo(f"  raw round 1: best batch {best}; servers batch up to {max_batch_size}")
+
+    servers: dict[str, dict[str, Any]] = {}
+    servers["service_adaptive"] = _service_run(model_id, max_batch_size, settings, uploads, log_dir, echo)
+    raw.run_round()
+    echo(f"  raw round 2: {raw.describe_last_round()}")
+    servers["service_batch1"] = _service_run(model_id, 1, settings, uploads, log_dir, echo)
+    raw.run_round()
+    echo(f"  raw round 3: {raw.describe_last_round()}")
+    if not settings.skip_peer:
+        servers["litserve"] = _peer_run(model_id, max_batch_size, settings, uploads, log_dir, echo)
+        raw.run_round()
+        echo(f"  raw round 4: {raw.describe_last_round()}")
+
+    result: dict[str, Any] = {"model": model_id, "raw": raw.summary(), "servers": {}}
+    for name, server in servers.items():
+        levels = server.pop("levels")
+        server["levels"] = {str(clients): stats.summary() for clients, stats in levels.items()}
+        if name != "service_batch1" and levels[1].timings:
+            server["one_client_stages"] = _stage_breakdown(levels[1])
+        result["servers"][name] = server
+    result["ratios"] = compute_ratios(result)
+    return result
+
+
+def machine_description(torch_threads: int) -> dict[str, Any]:
+    import torch
+
+    return {
+        "cpu_cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch_threads or torch.get_num_threads(),
+    }
+
+
+def run(settings: BenchSettings, json_path: Path | None, echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the whole benchmark, print the table and write the JSON; return the JSON document."""
+    uploads = encode_samples()
+    log_dir = Path(tempfile.mkdtemp(prefix="mllm-classify-bench-serve-"))
+    started = time.perf_counter()
+    report: dict[str, Any] = {
+        "settings": {
+            key: (str(value) if isinstance(value, Path) else value) for key, value in vars(settings).items()
+        },
+        "machine": machine_description(settings.torch_threads),
+        "load_average_start": os.getloadavg(),
+        "models": [],
+    }
+    report["settings"]["models"] = list(settings.models)
+    echo(f"server logs: {log_dir}")
+
+    for name in settings.models:
+        model_dir = settings.models_dir / name
+        if not (model_dir / "config.json").exists():
+            raise FileNotFoundError(f"model {model_dir} not found; build it with `mllm-classify build-models --out {settings.models_dir}`")
+        report["models"].append(bench_model(str(model_dir), settings, uploads, log_dir, echo))
+
+    report["load_average_end"] = os.getloadavg()
+    report["wall_s"] = round(time.perf_counter() - started, 1)
+    echo(format_report(report))
+
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        echo(f"wrote {json_path}")
+    return report
