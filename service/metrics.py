@@ -111,3 +111,17 @@ MODEL_LOADED = Gauge(
     namespace=NAMESPACE,
     multiprocess_mode="max",
 )
+
+
+def initialize_series(model: str, taxonomies: list[str], protocols: tuple[str, ...]) -> None:
+    """Create the event counters at zero, so dashboards and alerts see them before the first event."""
+    for taxonomy in taxonomies:
+        for protocol in protocols:
+            labels = {"protocol": protocol, "model": model, "taxonomy": taxonomy}
+            OUT_OF_LIST.labels(**labels)
+            ABSTENTIONS.labels(**labels)
+            GENERATED_TOKENS.labels(**labels)
+            PROMPT_TOKENS.labels(**labels)
+    for transport in ("http", "grpc"):
+        for reason in ("invalid_image", "invalid_parameter", "overloaded", "timeout", "backend_error"):
+            ERRORS.labels(reason=reason, transport=transport)

@@ -45,7 +45,7 @@ from service.http_routes import build_routes_app
 from service.logs import configure_service_logging
 from service.requests import build_params, record_error, record_result
 from service.startup_failure import stop_server
-from service.schemas import BatchClassifyResult, ClassifyParams, ClassifyResult, StageTimings
+from service.schemas import PROTOCOLS, BatchClassifyResult, ClassifyParams, ClassifyResult, StageTimings
 from service.url_fetch import FetchError, UrlFetcher
 
 logger = logging.getLogger("mllm_classify.service")
@@ -108,6 +108,7 @@ class Classifier:
         self._self_client_authorized = False
         self.ready = True
         self.grpc_server = None
+        metrics.initialize_series(self.model_id, self.engine.taxonomy_names(), PROTOCOLS)
         metrics.MODEL_LOADED.labels(model=self.model_id).set(1)
         logger.info(
             "service ready: model %s, taxonomies %s, max_batch_size %d",
