@@ -5,8 +5,8 @@ process, which respawns a worker that exits during startup. A model that
 cannot load fails the same way on every try, so without this the server
 loops with "Application startup failed" about once a minute and never
 becomes ready. `stop_server` logs the reason once and sends SIGTERM to the
-arbiter, so `bentoml serve` exits and a supervisor or the test launcher sees
-the failure at once.
+arbiter, so `bentoml serve` exits and a supervisor or the test launcher
+detects the failure at once.
 """
 
 from __future__ import annotations

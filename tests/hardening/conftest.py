@@ -1,9 +1,9 @@
 """A hardened demo service shared by the hardening tests: small limits, an API key, fetch and faults on.
 
 The service runs on 127.0.0.1 with HTTP and gRPC. Its limits are small so
-that over-limit inputs stay cheap to build, it requires an API key, it allows
-`image_url` for the host name "localhost" only (which still resolves to
-loopback and so must be rejected), and it fails one model batch whenever the
+that over-limit inputs stay cheap to build, and it requires an API key. It
+allows `image_url` for the host name "localhost" only, which still resolves
+to loopback and so must be rejected. It fails one model batch whenever the
 test creates `fail_batch_file`.
 """
 

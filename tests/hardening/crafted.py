@@ -31,7 +31,7 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 
 
 def png_bomb(width: int = 20000, height: int = 20000) -> bytes:
-    """A 1-bit grayscale PNG of width x height black pixels: about 60 KB that decode to hundreds of megapixels."""
+    """A 1-bit grayscale PNG of width x height black pixels: about 50 KB that decode to hundreds of megapixels."""
     row = b"\x00" + b"\x00" * ((width + 7) // 8)
     compressor = zlib.compressobj(9)
     body = bytearray()

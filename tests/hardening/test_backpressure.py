@@ -75,7 +75,7 @@ def test_http_over_limit_gets_429(slow_service) -> None:
 
 
 def test_http_request_timeout_gets_504(slow_service) -> None:
-    # Without candidates the choice protocol asks two prompts, one batch each.
+    # Without candidates the choice protocol sends two prompts, one batch each.
     response = httpx.post(
         f"{slow_service.url}/classify",
         files={"image": ("a.png", IMAGE, "image/png")},
