@@ -18,9 +18,10 @@ that names a class outside the candidates is out of list, with the nearest
 candidates listed for transparency.
 
 NOTE: with all-MiniLM-L6-v2, unrelated short answers can still score just
-over 0.5 ("the moon" -> scorpion, 0.515), and generic answers such as "cat"
-or "dog" land on a class with a rare synonym ("cat bear" for the red panda,
-"hot dog") by a margin under 0.02. Callers should read `margin`. An
+over 0.5 ("the moon" -> scorpion, 0.515). Generic answers such as "cat" or
+"dog" land on a class that only shares the word (the red panda through its
+synonym "cat bear", "hot dog") by a margin under 0.02. Callers should read
+`margin`. An
 embedding answer nearer to a class outside the candidates still maps to the
 best candidate when that candidate clears the threshold.
 """
