@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -104,6 +105,7 @@ class Classifier:
         # batcher, which only carries JSON-sized items. One dict per worker
         # process: the batcher of a worker only ever calls back into that worker.
         self._images: dict[str, object] = {}
+        self._model_lock = threading.Lock()
         self._in_flight = 0
         self._self_client_authorized = False
         self.ready = True
@@ -138,9 +140,11 @@ class Classifier:
 
     # -- batched model call ------------------------------------------------
 
+    # BentoML 1.4 rejects max_batch_size=1 on a batchable API, so a limit of 1
+    # turns the batcher off and every prompt calls the model on its own.
     @bentoml.api(
-        batchable=True,
-        max_batch_size=CONFIG.batching.max_batch_size,
+        batchable=CONFIG.batching.max_batch_size > 1,
+        max_batch_size=max(2, CONFIG.batching.max_batch_size),
         max_latency_ms=CONFIG.batching.max_latency_ms,
         route="/internal/generate_batch",
     )
@@ -170,7 +174,10 @@ class Classifier:
         request_ids = [item.request_id for item in live_items]
         try:
             self.faults.before_batch(request_ids)
-            answers, timings = self.engine.answer(images, requests, [item.max_new_tokens for item in live_items])
+            # One batch at a time: concurrent calls (always so without the
+            # batcher) would only split the same cores between torch's threads.
+            with self._model_lock:
+                answers, timings = self.engine.answer(images, requests, [item.max_new_tokens for item in live_items])
         except Exception:
             logger.exception("backend failed on a batch of %d, requests %s", len(live_items), request_ids)
             raise
