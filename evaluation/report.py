@@ -36,6 +36,11 @@ class Report(BaseModel):
     scores: Scores
 
 
+def _cell(text: str) -> str:
+    # Setting names of several models read "model | setting"; a bare pipe would split the Markdown cell.
+    return text.replace("|", "\\|")
+
+
 def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}"
 
@@ -66,7 +71,7 @@ def settings_table(scores: Sequence[SettingScore]) -> list[str]:
         )
         per_image = (1000 / score.images_per_second) if score.images_per_second else None
         lines.append(
-            f"| {score.setting} | {score.rows - score.errors} | {score.dropped} | {_accuracy_cell(score.single_label)} "
+            f"| {_cell(score.setting)} | {score.rows - score.errors} | {score.dropped} | {_accuracy_cell(score.single_label)} "
             f"| {_accuracy_cell(score.multilabel)} | {_accuracy_cell(score.multilabel_discard_out_of_list)} "
             f"| {_percent(score.out_of_list_rate)} | {_percent(score.abstain_rate)} | {interval} "
             f"| {_number(per_image)} | {_number(score.images_per_second, 2)} |"
@@ -83,7 +88,7 @@ def comparison_table(comparison: Comparison) -> list[str]:
     ]
     for row in comparison.rows:
         lines.append(
-            f"| {row.variant} | {row.setting} | {_percent(row.multilabel)} | {_percent(row.single_label)} "
+            f"| {_cell(row.variant)} | {_cell(row.setting)} | {_percent(row.multilabel)} | {_percent(row.single_label)} "
             f"| {_delta(row.delta_vs_first)} | {_percent(row.out_of_list_rate)} |"
         )
     return lines
@@ -91,7 +96,7 @@ def comparison_table(comparison: Comparison) -> list[str]:
 
 def replicate_table(group: ReplicateGroup) -> list[str]:
     lines = [
-        f"#### Batch size and image order: {group.group}",
+        f"#### Batch size and image order: {_cell(group.group)}",
         "",
         f"Mean agreement between all pairs of runs: {_percent(group.mean_pairwise_agreement)}%; "
         f"accuracy range: {_delta(group.accuracy_range)} points.",

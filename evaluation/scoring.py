@@ -338,15 +338,17 @@ def _comparisons(keys: list[_Key], by_display: dict[str, SettingScore]) -> list[
 
 
 def _model_comparisons(keys: list[_Key], by_display: dict[str, SettingScore]) -> list[Comparison]:
-    """Compare models at each setting they share, e.g. an MLLM against the supervised baseline."""
+    """Compare models at the first setting they share, e.g. an MLLM against the supervised baseline.
+
+    The settings table lists every other shared setting for each model.
+    """
     groups: dict[str, list[_Key]] = defaultdict(list)
     for key in keys:
         groups[key.setting_key].append(key)
-    return [
-        _comparison(f"Models at {setting_key}", members, [key.model for key in members], by_display)
-        for setting_key, members in groups.items()
-        if len(members) > 1
-    ]
+    for setting_key, members in groups.items():
+        if len(members) > 1:
+            return [_comparison(f"Models at {setting_key}", members, [key.model for key in members], by_display)]
+    return []
 
 
 def _agreement(first: dict[str, str | None], second: dict[str, str | None]) -> float | None:

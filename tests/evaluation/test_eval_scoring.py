@@ -259,3 +259,15 @@ def test_scoring_50k_images_streams(tmp_path):
     assert group.mean_pairwise_agreement == pytest.approx(1.0)
     # The rows file is about 40 MB; scoring keeps only one prediction per image and setting.
     assert peak < 40 * 1024 * 1024
+
+
+def test_markdown_escapes_model_separator():
+    from evaluation.report import Report, render_markdown
+
+    rows = [
+        row("protocol=open", "a", [CAT], CAT, model="demo-llava"),
+        row("protocol=open", "a", [CAT], DOG, model="efficientnet-lite0"),
+    ]
+    text = render_markdown(Report(runs=[], scores=score_rows(rows)), plots=[])
+
+    assert "| demo-llava \\| protocol=open | 1 | 0 |" in text
