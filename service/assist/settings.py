@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -27,6 +27,11 @@ class AssistSettings(BaseModel):
     top_k: int = Field(5, ge=1, le=20)
     # Run the confirming multiple-choice pass when a request does not set `confirm`.
     confirm: bool = False
+    # Protocol of the confirming pass. "score" ranks the suggested classes by the
+    # model's likelihood of each name and its probabilities become the label
+    # confidences; "choice" asks a multiple-choice question and only nudges them.
+    # A backend without likelihood scoring falls back to "choice".
+    confirm_protocol: Literal["score", "choice"] = "score"
     # Taxonomy of the suggestions; None uses the service default.
     taxonomy: str | None = None
     # Reported to Label Studio as model_version; empty uses the served model's name.

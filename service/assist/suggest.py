@@ -16,6 +16,7 @@ from service.assist.confidence import confirm_confidences, label_confidences, un
 from service.assist.schemas import Source, SuggestedLabel, Suggestion
 from service.assist.settings import AssistSettings
 from service.assist.store import Store
+from service.errors import ServiceError
 from service.schemas import ClassifyParams, ClassifyResult, Label
 
 if TYPE_CHECKING:
@@ -77,9 +78,17 @@ class Suggester:
 
         confirmed: bool | None = None
         if confirm and 2 <= len(labels) <= MAX_CHOICE_OPTIONS:
-            picked = await self._confirm(image, labels, taxonomy, result.request_id)
-            confidences = confirm_confidences(confidences, picked)
-            confirmed = picked == 0
+            probabilities = None
+            if self.settings.confirm_protocol == "score":
+                probabilities = await self._score(image, labels, taxonomy, result.request_id)
+            if probabilities is not None:
+                # The model's probability of each suggested class is its confidence.
+                confidences = probabilities
+                confirmed = max(range(len(labels)), key=lambda position: probabilities[position]) == 0
+            else:
+                picked = await self._confirm(image, labels, taxonomy, result.request_id)
+                confidences = confirm_confidences(confidences, picked)
+                confirmed = picked == 0
 
         ranked = _ranked(labels, confidences)
         suggestion = Suggestion(
@@ -124,6 +133,27 @@ class Suggester:
         )
         extra = [Label(id=item.id, index=item.index, name=item.name, score=item.score) for item in neighbours]
         return [*labels, *extra]
+
+    async def _score(
+        self, image: bytes, labels: list[Label], taxonomy: str | None, request_id: str
+    ) -> list[float] | None:
+        """Return the score protocol's probability of each label, or None where the backend cannot score."""
+        params = ClassifyParams(
+            protocol="score", taxonomy=taxonomy, candidates=[label.id for label in labels], top_k=len(labels)
+        )
+        try:
+            result = await self._classify(image, params)
+        except ServiceError as error:
+            if error.field != "protocol":
+                raise
+            logger.info("request %s: backend cannot score candidates (%s); confirming with choice", request_id, error)
+            return None
+
+        probabilities = {label.id: label.score for label in result.labels}
+        if not probabilities:
+            logger.info("scoring pass for request %s returned no probabilities", request_id)
+            return None
+        return [float(probabilities.get(label.id, 0.0)) for label in labels]
 
     async def _confirm(self, image: bytes, labels: list[Label], taxonomy: str | None, request_id: str) -> int | None:
         # The multiple-choice pass offers exactly the suggested classes, by id.

@@ -32,7 +32,10 @@ def images_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def settings(tmp_path: Path, images_dir: Path) -> AssistSettings:
-    return AssistSettings(database_url=f"sqlite:///{tmp_path / 'assist.sqlite3'}", images_dir=images_dir, top_k=3)
+    # The scripted classify answers open and choice prompts only.
+    return AssistSettings(
+        database_url=f"sqlite:///{tmp_path / 'assist.sqlite3'}", images_dir=images_dir, top_k=3, confirm_protocol="choice"
+    )
 
 
 def _client(classify: ScriptedClassify, settings: AssistSettings) -> TestClient:

@@ -164,6 +164,8 @@ def test_confirming_pass_on_demo_photo(server: tuple[str, str], photos: Path) ->
     assert body["confirmed"] is True, body
     assert body["labels"][0]["name"] == "tabby cat"
     assert body["labels"][0]["confidence"] >= 0.5
+    # The confirming pass scores the suggested classes: their probabilities are the confidences.
+    assert sum(label["confidence"] for label in body["labels"]) == pytest.approx(1.0, abs=1e-3)
 
 
 def test_labelstudio_round_trip(server: tuple[str, str], photos: Path) -> None:
