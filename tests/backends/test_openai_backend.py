@@ -158,11 +158,14 @@ def test_concurrency_is_bounded(fake_server, monkeypatch):
     monkeypatch.setenv("FAKE_OPENAI_KEY", API_KEY)
     backend = OpenAIBackend(base_url, "fake-vlm", api_key_env="FAKE_OPENAI_KEY", max_concurrency=2)
     backend.load()
-    state.delay_s = 0.2
+    state.delay_s = 0.3
 
-    backend.generate(_images() * 2, ["p"] * 6)
+    generations, _ = backend.generate(_images() * 2, ["p"] * 6)
 
-    assert state.max_in_flight == 2
+    # The bound is what matters: on a loaded machine the threads may not
+    # overlap at all, so at least one request in flight is all that is certain.
+    assert len(generations) == 6
+    assert 1 <= state.max_in_flight <= 2
     backend.close()
 
 
