@@ -21,6 +21,7 @@ from mapping import Mapper, Taxonomy, load_encoder, load_taxonomy
 from service.backends import create_backend
 from service.backends.base import Backend, BackendInfo, BatchTimings
 from service.config import Config
+from service.encoder_batching import CoalescingEncoder
 from service.protocols import ModelAnswer, Outcome, ParameterError, ProtocolRun, PromptRequest, create_run
 from service.protocols import prompts
 from service.protocols.runs import RunContext
@@ -58,7 +59,9 @@ class Engine:
 
     def _load_mappers(self) -> None:
         mapping_config = self.config.mapping
-        encoder = load_encoder(mapping_config.encoder)
+        # Requests map their answers in separate threads; the wrapper merges
+        # concurrent encoder calls into one batch (see service/encoder_batching.py).
+        encoder = CoalescingEncoder(load_encoder(mapping_config.encoder))
         cache_dir = Path(mapping_config.cache_dir).expanduser()
 
         names = [mapping_config.taxonomy, *mapping_config.extra_taxonomies]
