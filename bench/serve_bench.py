@@ -8,14 +8,16 @@ For each model, in one run on one machine:
 2. the BentoML service with adaptive batching, then with max_batch_size=1,
    and the LitServe peer (bench/litserve_peer.py), each at 1, 8 and 32 clients.
 
-The raw sweep runs once before every server and once after the last, and the
-figures are medians over those rounds, so load from other processes on a
-shared machine lands on both sides of each ratio. Servers run one at a time
-and this process stays idle while they work.
+All three servers stay up together. Each client count runs on every server in
+turn and is followed by a raw round, and raw figures are medians over the
+rounds, so load from other processes on a shared machine lands on both sides
+of each ratio. Only the server under load works; the others and this process
+wait idle.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -161,29 +163,23 @@ def _model_load_seconds(log_text: str) -> float | None:
     return float(match.group(1)) if match else None
 
 
-def _run_levels(
-    url: str, path: str, uploads: Sequence[tuple[str, bytes]], settings: BenchSettings, echo: Callable[[str], None], label: str
-) -> dict[int, LevelStats]:
-    form = {"protocol": "open", "max_new_tokens": str(settings.max_new_tokens)} if path == "/classify" else {}
-    warmup = run_level(url, path, uploads, form, clients=2, max_requests=settings.warmup_requests, max_duration_s=settings.max_level_s)
-    if warmup.ok == 0:
-        raise RuntimeError(f"{label}: every warm-up request failed: {warmup.errors}")
+@dataclass
+class RunningServer:
+    """One server under test, started and warmed up, with the levels measured so far."""
 
-    levels = {}
-    for clients in CLIENT_COUNTS:
-        requests = settings.one_client_requests if clients == 1 else clients * settings.requests_per_client
-        stats = run_level(url, path, uploads, form, clients=clients, max_requests=requests, max_duration_s=settings.max_level_s)
-        levels[clients] = stats
-        echo(
-            f"  {label:<22} {clients:>2} clients: {stats.throughput:7.3f} req/s  p50 {stats.latency_ms(50):8.1f} ms  "
-            f"p95 {stats.latency_ms(95):8.1f} ms  ok {stats.ok}/{stats.sent}  load {os.getloadavg()[0]:.1f}"
-        )
-    return levels
+    url: str
+    path: str
+    info: dict[str, Any]
+    levels: dict[int, LevelStats] = field(default_factory=dict)
+
+    @property
+    def form(self) -> dict[str, str]:
+        return {"protocol": "open", "max_new_tokens": str(self.info["max_new_tokens"])} if self.path == "/classify" else {}
 
 
-def _service_run(
-    model_id: str, max_batch_size: int, settings: BenchSettings, uploads: Sequence[tuple[str, bytes]], log_dir: Path, echo: Callable[[str], None]
-) -> dict[str, Any]:
+def _start_service(
+    stack: contextlib.ExitStack, model_id: str, max_batch_size: int, settings: BenchSettings, log_dir: Path
+) -> RunningServer:
     from service.launcher import start_service
 
     overrides = {
@@ -191,30 +187,35 @@ def _service_run(
         "server": {"grpc_enabled": False},
         "model": {"max_new_tokens": settings.max_new_tokens, "torch_threads": settings.torch_threads},
     }
-    label = f"service batch<={max_batch_size}"
-    with start_service(model_id, config_overrides=overrides, log_dir=log_dir) as service:
-        echo(f"  {label:<22} ready in {service.ready_seconds:.1f} s")
-        levels = _run_levels(service.url, "/classify", uploads, settings, echo, label)
-        load_seconds = _model_load_seconds(service.log_text())
-        cold_start = service.ready_seconds
-    return {"max_batch_size": max_batch_size, "cold_start_s": round(cold_start, 2), "model_load_s": load_seconds, "levels": levels}
+    service = stack.enter_context(start_service(model_id, config_overrides=overrides, log_dir=log_dir))
+    info = {
+        "max_batch_size": max_batch_size,
+        "max_new_tokens": settings.max_new_tokens,
+        "cold_start_s": round(service.ready_seconds, 2),
+        "model_load_s": _model_load_seconds(service.log_text()),
+    }
+    return RunningServer(url=service.url, path="/classify", info=info)
 
 
-def _peer_run(
-    model_id: str, max_batch_size: int, settings: BenchSettings, uploads: Sequence[tuple[str, bytes]], log_dir: Path, echo: Callable[[str], None]
-) -> dict[str, Any]:
+def _start_peer(
+    stack: contextlib.ExitStack, model_id: str, max_batch_size: int, settings: BenchSettings, log_dir: Path
+) -> RunningServer:
     from bench.litserve_peer import start_peer
     from service.launcher import free_port
 
-    label = f"litserve batch<={max_batch_size}"
-    with start_peer(
-        model_id, free_port(), settings.max_new_tokens, max_batch_size, settings.peer_batch_timeout_s, log_dir,
-        torch_threads=settings.torch_threads,
-    ) as peer:
-        echo(f"  {label:<22} ready in {peer.ready_seconds:.1f} s")
-        levels = _run_levels(peer.url, "/predict", uploads, settings, echo, label)
-        cold_start = peer.ready_seconds
-    return {"max_batch_size": max_batch_size, "cold_start_s": round(cold_start, 2), "levels": levels}
+    peer = stack.enter_context(
+        start_peer(
+            model_id, free_port(), settings.max_new_tokens, max_batch_size, settings.peer_batch_timeout_s, log_dir,
+            torch_threads=settings.torch_threads,
+        )
+    )
+    info = {"max_batch_size": max_batch_size, "max_new_tokens": settings.max_new_tokens, "cold_start_s": round(peer.ready_seconds, 2)}
+    return RunningServer(url=peer.url, path="/predict", info=info)
+
+
+def _model_load_seconds(log_text: str) -> float | None:
+    match = _LOAD_LINE.search(log_text)
+    return float(match.group(1)) if match else None
 
 
 def _stage_breakdown(stats: LevelStats) -> dict[str, float]:
@@ -229,35 +230,56 @@ def _stage_breakdown(stats: LevelStats) -> dict[str, float]:
 
 
 def bench_model(model_id: str, settings: BenchSettings, uploads: Sequence[tuple[str, bytes]], log_dir: Path, echo: Callable[[str], None]) -> dict[str, Any]:
-    """Measure one model: interleaved raw rounds, the service twice and the peer."""
+    """Measure one model: all servers up at once, levels interleaved with raw rounds.
+
+    Servers start one after another, so each cold start is timed alone. Then
+    every client count runs on each server in turn, followed by a raw round,
+    so a change in machine load between levels hits all sides of a ratio.
+    """
     echo(f"model {model_id}")
     raw = RawRunner(model_id, settings, uploads)
     raw.warm_up()
     raw.run_round()
+    echo(f"  raw round 1: {raw.describe_last_round()}")
     best = max(raw.rounds.throughput().items(), key=lambda item: item[1])[0]
     max_batch_size = settings.max_batch_size or best
-    echo(f"  raw round 1: {raw.describe_last_round()}")
-    echo(f"  raw round 1: best batch {best}; servers batch up to {max_batch_size}")
+    echo(f"  servers batch up to {max_batch_size} (raw round 1 peaked at batch {best})")
 
-    servers: dict[str, dict[str, Any]] = {}
-    servers["service_adaptive"] = _service_run(model_id, max_batch_size, settings, uploads, log_dir, echo)
-    raw.run_round()
-    echo(f"  raw round 2: {raw.describe_last_round()}")
-    servers["service_batch1"] = _service_run(model_id, 1, settings, uploads, log_dir, echo)
-    raw.run_round()
-    echo(f"  raw round 3: {raw.describe_last_round()}")
-    if not settings.skip_peer:
-        servers["litserve"] = _peer_run(model_id, max_batch_size, settings, uploads, log_dir, echo)
-        raw.run_round()
-        echo(f"  raw round 4: {raw.describe_last_round()}")
+    with contextlib.ExitStack() as stack:
+        servers: dict[str, RunningServer] = {
+            "service_adaptive": _start_service(stack, model_id, max_batch_size, settings, log_dir),
+            "service_batch1": _start_service(stack, model_id, 1, settings, log_dir),
+        }
+        if not settings.skip_peer:
+            servers["litserve"] = _start_peer(stack, model_id, max_batch_size, settings, log_dir)
+
+        for name, server in servers.items():
+            echo(f"  {name:<17} ready in {server.info['cold_start_s']:.1f} s")
+            warmup = run_level(server.url, server.path, uploads, server.form, clients=2, max_requests=settings.warmup_requests, max_duration_s=settings.max_level_s)
+            if warmup.ok == 0:
+                raise RuntimeError(f"{name}: every warm-up request failed: {warmup.errors}")
+
+        for round_number, clients in enumerate(CLIENT_COUNTS, start=2):
+            requests = settings.one_client_requests if clients == 1 else clients * settings.requests_per_client
+            for name, server in servers.items():
+                stats = run_level(server.url, server.path, uploads, server.form, clients=clients, max_requests=requests, max_duration_s=settings.max_level_s)
+                stats.load_average = os.getloadavg()[0]
+                server.levels[clients] = stats
+                echo(
+                    f"  {name:<17} {clients:>2} clients: {stats.throughput:8.3f} req/s  p50 {stats.latency_ms(50):8.1f} ms  "
+                    f"p95 {stats.latency_ms(95):8.1f} ms  ok {stats.ok}/{stats.sent}  load {stats.load_average:.1f}"
+                )
+            raw.run_round()
+            echo(f"  raw round {round_number}: {raw.describe_last_round()}")
 
     result: dict[str, Any] = {"model": model_id, "raw": raw.summary(), "servers": {}}
     for name, server in servers.items():
-        levels = server.pop("levels")
-        server["levels"] = {str(clients): stats.summary() for clients, stats in levels.items()}
-        if name != "service_batch1" and levels[1].timings:
-            server["one_client_stages"] = _stage_breakdown(levels[1])
-        result["servers"][name] = server
+        entry = dict(server.info)
+        entry.pop("max_new_tokens")
+        entry["levels"] = {str(clients): stats.summary() for clients, stats in server.levels.items()}
+        if name != "service_batch1" and server.levels[1].timings:
+            entry["one_client_stages"] = _stage_breakdown(server.levels[1])
+        result["servers"][name] = entry
     result["ratios"] = compute_ratios(result)
     return result
 

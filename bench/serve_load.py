@@ -33,6 +33,8 @@ class LevelStats:
     # The `timings` object of each successful response (StageTimings fields, in ms).
     timings: list[dict[str, float]] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
+    # The machine's 1-minute load average when the level ended; NaN until set.
+    load_average: float = float("nan")
 
     @property
     def throughput(self) -> float:
@@ -55,6 +57,7 @@ class LevelStats:
             "throughput_rps": round(self.throughput, 4),
             "p50_ms": round(self.latency_ms(50), 1),
             "p95_ms": round(self.latency_ms(95), 1),
+            "load_average": round(self.load_average, 2),
         }
 
 
