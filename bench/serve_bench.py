@@ -53,7 +53,7 @@ class BenchSettings:
     models_dir: Path
     max_new_tokens: int = 8
     torch_threads: int = 1
-    # 0: use the raw sweep's best batch size of the same run.
+    # 0: use the best batch size of the run's first raw round.
     max_batch_size: int = 0
     max_latency_ms: int = 600000
     peer_batch_timeout_s: float = 0.01
