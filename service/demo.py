@@ -28,9 +28,10 @@ def _row(name: str, protocol: str, result, latency_ms: float) -> str:
     elif result.out_of_list:
         top = "(out of list; nearest: " + (result.labels[0].name if result.labels else "-") + ")"
     else:
-        top = ", ".join(f"{label.name} ({label.score:.2f})" for label in result.labels[:2]) or "-"
-    answer = result.raw_answer.replace("\n", " ")[:24]
-    return f"{name:<13} {protocol:<9} {answer:<24} {top[:46]:<46} {result.method:<9} {latency_ms:>7.0f}"
+        # Class ids tell apart classes that share a name, such as the two "missile" classes.
+        top = ", ".join(f"{label.name} {label.id} ({label.score:.2f})" for label in result.labels[:2]) or "-"
+    answer = result.raw_answer.replace("\n", " ")[:20]
+    return f"{name:<13} {protocol:<9} {answer:<20} {top[:60]:<60} {result.method:<9} {latency_ms:>7.0f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"starting the service with the demo model {args.model} on 127.0.0.1 ...", flush=True)
     with start_service(args.model, grpc_port=grpc_port) as service, HttpClient(service.url) as client:
         print(f"ready in {service.ready_seconds:.1f} s at {service.url}\n")
-        print(f"{'image':<13} {'protocol':<9} {'answer':<24} {'top classes':<46} {'method':<9} {'ms':>7}")
-        print("-" * 112)
+        print(f"{'image':<13} {'protocol':<9} {'answer':<20} {'top classes':<60} {'method':<9} {'ms':>7}")
+        print("-" * 122)
         for protocol in ("open", "choice"):
             for name, data in photos.items():
                 started = time.perf_counter()

@@ -39,6 +39,18 @@ FILE_FIELDS = {
     "/classify_url": frozenset(),
 }
 
+# Plain form fields of each upload route. A field outside this list, or one
+# given twice, is rejected: BentoML would ignore the first silently and use
+# only the last value of a repeated one.
+PARAMETER_FIELDS = frozenset({"protocol", "taxonomy", "candidates", "top_k", "seed", "num_options", "max_new_tokens"})
+FORM_FIELDS = {
+    "/classify": PARAMETER_FIELDS | {"image"},
+    "/classify_batch": PARAMETER_FIELDS | {"images"},
+    "/classify_url": PARAMETER_FIELDS | {"image_url"},
+}
+# Fields that may repeat: one part per uploaded image.
+REPEATABLE_FIELDS = frozenset({"images"})
+
 ACCEPTED_MEDIA_TYPES = frozenset({"multipart/form-data", "application/json", "application/x-www-form-urlencoded"})
 
 # Bytes of a plain form field checked for valid UTF-8. Longer values are
@@ -53,10 +65,16 @@ class UploadRejected(Exception):
 class _MultipartShadow:
     """Parse a multipart body alongside BentoML and record the first problem in it."""
 
-    def __init__(self, boundary: bytes, file_fields: frozenset[str], max_parts: int) -> None:
+    def __init__(
+        self, boundary: bytes, file_fields: frozenset[str], max_parts: int, form_fields: frozenset[str] | None = None
+    ) -> None:
         self.file_fields = file_fields
+        self.form_fields = form_fields
         self.max_parts = max_parts
         self.problem: str | None = None
+        # The form field the problem is about, where there is one.
+        self.problem_field: str | None = None
+        self._seen_fields: set[str] = set()
         # True when the problem must stop the request before BentoML acts on the form.
         self.blocking = False
         self.parts = 0
@@ -117,6 +135,8 @@ class _MultipartShadow:
         _, options = parse_options_header(self._disposition)
         name = options.get(b"name", b"").decode("latin-1")
         is_file = b"filename" in options
+        if self.form_fields is not None and self._reject_field_name(name):
+            return
         if is_file and name not in self.file_fields:
             self.problem = f"form field {name!r} must be a plain value, not a file"
             return
@@ -132,6 +152,23 @@ class _MultipartShadow:
 
     def _on_end(self) -> None:
         self.ended = True
+
+    def _reject_field_name(self, name: str) -> bool:
+        """Record a blocking problem for an unknown or repeated field; return whether there was one."""
+        if name not in (self.form_fields or ()):
+            known = ", ".join(sorted(self.form_fields or ()))
+            self.problem = f"unknown form field {name!r}; the fields are: {known}"
+        elif name in self._seen_fields and name not in REPEATABLE_FIELDS:
+            hint = "; send several images to /classify_batch as 'images'" if name == "image" else ""
+            self.problem = f"form field {name!r} is given more than once{hint}"
+            if name == "candidates":
+                self.problem += "; send all candidates in one field as a JSON array"
+        else:
+            self._seen_fields.add(name)
+            return False
+        self.problem_field = name
+        self.blocking = True
+        return True
 
 
 def _validation_error(details: list) -> tuple[str, str]:
@@ -167,7 +204,9 @@ def _field_of(entry: dict) -> str:
     return str(location[0])
 
 
-def normalize_error(status: int, body: bytes, multipart_problem: str | None) -> tuple[int, dict] | None:
+def normalize_error(
+    status: int, body: bytes, multipart_problem: str | None, problem_field: str | None = None
+) -> tuple[int, dict] | None:
     """Return the status and service error body for a BentoML error response, or None to keep it."""
     try:
         data = json.loads(body)
@@ -177,7 +216,7 @@ def normalize_error(status: int, body: bytes, multipart_problem: str | None) -> 
         return None
 
     if status == HTTPStatus.INTERNAL_SERVER_ERROR and multipart_problem is not None:
-        return HTTPStatus.BAD_REQUEST, {"error": multipart_problem, "field": "body"}
+        return HTTPStatus.BAD_REQUEST, {"error": multipart_problem, "field": problem_field or "body"}
 
     if isinstance(data, list) and data and isinstance(data[0], dict):
         data = data[0]
@@ -225,7 +264,7 @@ class ErrorBodyMiddleware:
             if not boundary:
                 await self._send_error(send, 400, "the multipart Content-Type has no boundary parameter", "body")
                 return
-            shadow = _MultipartShadow(boundary, FILE_FIELDS[path], self.max_parts)
+            shadow = _MultipartShadow(boundary, FILE_FIELDS[path], self.max_parts, FORM_FIELDS[path])
 
         async def shadow_receive():
             message = await receive()
@@ -253,14 +292,14 @@ class ErrorBodyMiddleware:
             held_body.extend(message.get("body", b""))
             if message.get("more_body", False):
                 return
-            await self._send_normalized(send, held_start, bytes(held_body), shadow.problem if shadow else None)
+            await self._send_normalized(send, held_start, bytes(held_body), shadow)
 
         try:
             await self.app(scope, shadow_receive, normalizing_send)
         except UploadRejected as error:
             # Only reached when BentoML lets the exception escape instead of answering 500.
             if held_start is None:
-                await self._send_error(send, 400, str(error), "body")
+                await self._send_error(send, 400, str(error), (shadow.problem_field if shadow else None) or "body")
 
     @staticmethod
     def _header(scope, name: bytes) -> bytes | None:
@@ -269,8 +308,9 @@ class ErrorBodyMiddleware:
                 return value
         return None
 
-    async def _send_normalized(self, send, start: dict, body: bytes, multipart_problem: str | None) -> None:
-        normalized = normalize_error(start["status"], body, multipart_problem)
+    async def _send_normalized(self, send, start: dict, body: bytes, shadow: _MultipartShadow | None) -> None:
+        problem = shadow.problem if shadow else None
+        normalized = normalize_error(start["status"], body, problem, shadow.problem_field if shadow else None)
         if normalized is None:
             await send(start)
             await send({"type": "http.response.body", "body": body})

@@ -54,9 +54,9 @@ def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:
     if reason is not None:
         raise ImageError(reason)
 
-    # Pillow's own bomb check warns at half its limit and raises at the full one;
-    # the service applies its configured limit itself from the header size, before
-    # any pixel is decoded.
+    # Pillow's own bomb check warns at half its limit and raises at twice it
+    # inside Image.open. The service applies its configured, lower limit itself
+    # from the header size, before any pixel is decoded.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
@@ -64,7 +64,11 @@ def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:
         except UnidentifiedImageError as error:
             raise ImageError("the data is not a recognised image format (expected JPEG, PNG or WebP)") from error
         except Image.DecompressionBombError as error:
-            raise ImageError(f"the image is a decompression bomb: {error}") from error
+            # Pillow raises inside Image.open above twice its MAX_IMAGE_PIXELS
+            # (about 179 megapixels by default), so the size comes from its message.
+            raise ImageError(
+                f"the image is above the limit of {limits.max_pixels} pixels (decompression bomb check: {error})"
+            ) from error
         except (OSError, SyntaxError, ValueError) as error:
             # Some decoders parse more than the header in open(): a truncated
             # WebP fails here with "could not create decoder object".

@@ -218,6 +218,9 @@ class Classifier:
         """
         request_ids = request_ids or [uuid.uuid4().hex for _ in images]
         taxonomy = params.taxonomy or self.engine.default_taxonomy
+        if taxonomy not in self.engine.taxonomy_names():
+            # Client text never becomes a metric label: each new value would be a new series.
+            taxonomy = "unknown"
         limit = self.config.limits.max_concurrency
 
         if self._in_flight + len(images) > limit:

@@ -18,7 +18,7 @@ import click
               type=click.Choice(["open", "closed", "choice", "multilabel", "constrained", "score"]))
 @click.option("--taxonomy", default=None, help="Taxonomy name; default: the service's default.")
 @click.option("--candidate", "candidates", multiple=True, help="Class id or name to restrict the answer to; repeatable.")
-@click.option("--top-k", default=5, show_default=True, type=int, help="Ranked labels per image.")
+@click.option("--top-k", default=5, show_default=True, type=click.IntRange(min=1), help="Ranked labels per image.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed for the option order of the choice protocol.")
 @click.option("--timeout", default=120.0, show_default=True, type=float, help="Seconds to wait per request.")
 @click.option("--api-key-env", default="MLLM_CLASSIFY_API_KEY", show_default=True,

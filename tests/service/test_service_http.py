@@ -174,6 +174,9 @@ BAD_REQUESTS = [
     ("cat", {"candidates": json.dumps(["tabby cat", "no such class xyz"])}, 400, "candidates", "no such class xyz"),
     ("cat", {"top_k": "500"}, 400, "top_k", "maximum"),
     ("cat", {"protocol": "closed"}, 400, "candidates", "do not fit"),
+    ("cat", {"topk": "3"}, 400, "topk", "unknown form field"),
+    ("cat", {"candidates": ["tabby cat", "espresso"]}, 400, "candidates", "more than once"),
+    ({"image": ("cat.png", b"", "image/png"), "img": ("x.png", b"x", "image/png")}, {}, 400, "img", "unknown form field"),
 ]
 
 
@@ -196,3 +199,24 @@ def test_client_raises_client_error(client) -> None:
     with pytest.raises(ClientError) as caught:
         client.classify(b"not an image")
     assert caught.value.status == 400
+
+
+def test_unknown_taxonomy_is_no_metric_label(service, client, photos) -> None:
+    response = httpx.post(
+        f"{service.url}/classify",
+        files={"image": ("cat.png", photos["cat"], "image/png")},
+        data={"taxonomy": "client-chosen-name"},
+        timeout=60,
+    )
+
+    assert response.status_code == 400
+    assert "client-chosen-name" not in client.metrics_text()
+
+
+def test_repeated_image_field_points_to_batch(service, photos) -> None:
+    files = [("image", ("a.png", photos["cat"], "image/png")), ("image", ("b.png", photos["rocket"], "image/png"))]
+    response = httpx.post(f"{service.url}/classify", files=files, timeout=60)
+
+    assert response.status_code == 400
+    assert response.json()["field"] == "image"
+    assert "/classify_batch" in response.json()["error"]
