@@ -55,10 +55,12 @@ def service(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "TOKENIZERS_PARALLELISM": "false",
         "MLLM_CLASSIFY_MODEL__MODEL_ID": str(Path(models_dir) / "demo-llava"),
         "MLLM_CLASSIFY_SERVER__GRPC_ENABLED": "false",
-        "ASSIST_TEST_DATABASE_URL": database_url,
+        # The service mounts annotation assist itself and reads these settings.
+        "MLLM_CLASSIFY_ASSIST__DATABASE_URL": database_url,
+        "MLLM_CLASSIFY_ASSIST__TOP_K": "3",
     }
     log_path = root / "service.log"
-    command = [sys.executable, "-m", "bentoml", "serve", "tests.assist.bentoml_assist_service:Classifier",
+    command = [sys.executable, "-m", "bentoml", "serve", "service.service:Classifier",
                "--host", "127.0.0.1", "--port", str(port)]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
