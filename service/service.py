@@ -41,7 +41,8 @@ from service.errors import (
 )
 from service.images import ImageError, ImageLimits, decode_image
 from service.internal_routes import InternalRouteGuard, authorize_self_client, pin_self_client_session
-from service.protocols import ModelAnswer, Outcome, ParameterError, PromptRequest
+from service.protocols import ModelAnswer, Outcome, ParameterError, PromptRequest, create_run
+from service.protocols.runs import RunContext
 from service.http_routes import build_routes_app
 from service.logs import configure_service_logging
 from service.requests import build_params, record_error, record_result
@@ -249,8 +250,9 @@ class Classifier:
         request_ids: list[str],
         timeout_s: float | None,
     ) -> list[ClassifyResult]:
+        # Checked once per request: every image of it shares the resolved candidates.
         try:
-            self.engine.prepare(params)
+            context = self.engine.prepare(params)
         except ParameterError as error:
             raise invalid_parameter(str(error), error.field, request_ids[0]) from error
 
@@ -266,7 +268,7 @@ class Classifier:
 
         timeout_s = timeout_s or self.config.limits.request_timeout_s
         tasks = [
-            self._classify_one(image, decode_ms, params, request_id)
+            self._classify_one(image, decode_ms, context, request_id)
             for (image, decode_ms), request_id in zip(decoded, request_ids, strict=True)
         ]
         try:
@@ -278,9 +280,10 @@ class Classifier:
             record_result(result, transport)
         return list(results)
 
-    async def _classify_one(self, image, decode_ms: float, params: ClassifyParams, request_id: str) -> ClassifyResult:
+    async def _classify_one(self, image, decode_ms: float, context: RunContext, request_id: str) -> ClassifyResult:
         started = time.perf_counter()
-        run = self.engine.create_run(params)
+        params = context.params
+        run = create_run(context)
         timings = StageTimings(decode_ms=round(decode_ms, 3))
         prompt_tokens = generated_tokens = 0
         max_new_tokens = params.max_new_tokens or self.config.model.max_new_tokens

@@ -33,7 +33,7 @@ from mapping import Taxonomy
 from service.backends.constrained import register_choice_set
 from service.protocols import RUN_FACTORIES, prompts
 from service.protocols.base import ModelAnswer, Outcome, PromptRequest
-from service.protocols.runs import RunContext, _MappedRun, outcome_from_mapping
+from service.protocols.runs import RunContext, _MappedRun
 from service.schemas import Label
 
 
@@ -169,18 +169,10 @@ class ScoreRun(_MappedRun):
 
     def _after_open_answer(self, answer: ModelAnswer) -> PromptRequest | Outcome:
         self.first_answer = answer.text
-        mapper = self.context.mapper
-        num_options = self.context.params.num_options
-
-        first = self._timed(mapper.map, answer.text, top_k=num_options)
-        if first.abstain:
-            # A refusal stays a refusal: there is nothing to score.
-            outcome = outcome_from_mapping(first, answer.text)
-            outcome.first_answer = answer.text
-            return outcome
-
-        nearest = self._timed(mapper.nearest_classes, answer.text, num_options)
-        self.candidate_ids = [label.id for label in nearest]
+        nearest = self._nearest_to_open_answer(answer)
+        if isinstance(nearest, Outcome):
+            return nearest
+        self.candidate_ids = nearest
         return self._score_prompt()
 
     def _outcome_from_scores(self, answer: ModelAnswer) -> Outcome:

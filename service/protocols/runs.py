@@ -64,6 +64,24 @@ class _MappedRun(ProtocolRun):
         finally:
             self.stats.map_s += time.perf_counter() - started
 
+    def _nearest_to_open_answer(self, answer: ModelAnswer) -> Outcome | list[str]:
+        """Return the num_options classes nearest to a first free answer, or the abstain outcome.
+
+        The first stage of the two-stage protocols: a refusal stays a refusal,
+        so there is nothing to choose among or to score.
+        """
+        mapper = self.context.mapper
+        num_options = self.context.params.num_options
+
+        first = self._timed(mapper.map, answer.text, top_k=num_options)
+        if first.abstain:
+            outcome = outcome_from_mapping(first, answer.text)
+            outcome.first_answer = answer.text
+            return outcome
+
+        nearest = self._timed(mapper.nearest_classes, answer.text, num_options)
+        return [label.id for label in nearest]
+
 
 class OpenRun(_MappedRun):
     protocol = "open"
@@ -159,18 +177,10 @@ class ChoiceRun(_MappedRun):
 
     def _after_open_answer(self, answer: ModelAnswer) -> PromptRequest | Outcome:
         self.first_answer = answer.text
-        mapper = self.context.mapper
-        num_options = self.context.params.num_options
-
-        first = self._timed(mapper.map, answer.text, top_k=num_options)
-        if first.abstain:
-            # Nothing to choose among: a refusal stays a refusal.
-            outcome = outcome_from_mapping(first, answer.text)
-            outcome.first_answer = answer.text
-            return outcome
-
-        nearest = self._timed(mapper.nearest_classes, answer.text, num_options)
-        self.options = self._shuffled([label.id for label in nearest])
+        nearest = self._nearest_to_open_answer(answer)
+        if isinstance(nearest, Outcome):
+            return nearest
+        self.options = self._shuffled(nearest)
         return self._choice_prompt()
 
     def _choice_prompt(self) -> PromptRequest:
