@@ -10,6 +10,7 @@ torch nor FAISS (they load when an encoder or index is first built).
 """
 
 from mapping.encoder import DEFAULT_ENCODER, EncoderError, TextEncoder, load_encoder
+from mapping.encoder_cache import CachingEncoder
 from mapping.mapper import Mapper
 from mapping.parsing import ParsedAnswer, parse_answer, parse_option_letter, split_answers
 from mapping.results import LabelScore, MappingResult
@@ -19,6 +20,7 @@ from mapping.taxonomy_files import builtin_taxonomies, load_taxonomy
 DEFAULT_CACHE_DIR = "~/.cache/mllm-classify"
 
 __all__ = [
+    "CachingEncoder",
     "DEFAULT_CACHE_DIR",
     "DEFAULT_ENCODER",
     "EncoderError",
