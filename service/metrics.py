@@ -9,6 +9,8 @@ BentoML's own `bentoml_*` series are exported beside these on /metrics.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import Counter, Gauge, Histogram
 
 NAMESPACE = "mllm_classify"
@@ -92,6 +94,12 @@ MAPPING_SIMILARITY = Histogram(
     namespace=NAMESPACE,
     buckets=SIMILARITY_BUCKETS,
 )
+ANSWER_CACHE_REQUESTS = Counter(
+    "answer_cache_requests_total",
+    "Answer texts looked up in the embedding cache before the text encoder, by result (hit or miss).",
+    ("model", "result"),
+    namespace=NAMESPACE,
+)
 ERRORS = Counter(
     "errors_total",
     "Rejected or failed requests by reason (invalid_image, invalid_parameter, overloaded, timeout, backend_error, ...).",
@@ -122,6 +130,22 @@ def initialize_series(model: str, taxonomies: list[str], protocols: tuple[str, .
             ABSTENTIONS.labels(**labels)
             GENERATED_TOKENS.labels(**labels)
             PROMPT_TOKENS.labels(**labels)
+    for result in ("hit", "miss"):
+        ANSWER_CACHE_REQUESTS.labels(model=model, result=result)
     for transport in ("http", "grpc"):
         for reason in ("invalid_image", "invalid_parameter", "overloaded", "timeout", "backend_error"):
             ERRORS.labels(reason=reason, transport=transport)
+
+
+def answer_cache_recorder(model: str) -> Callable[[int, int], None]:
+    """Return an `on_lookup(hits, misses)` callback for CachingEncoder that counts into ANSWER_CACHE_REQUESTS."""
+    hit_series = ANSWER_CACHE_REQUESTS.labels(model=model, result="hit")
+    miss_series = ANSWER_CACHE_REQUESTS.labels(model=model, result="miss")
+
+    def record(hits: int, misses: int) -> None:
+        if hits:
+            hit_series.inc(hits)
+        if misses:
+            miss_series.inc(misses)
+
+    return record
