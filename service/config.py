@@ -48,6 +48,10 @@ class MappingConfig(_Section):
     cache_dir: str = "~/.cache/mllm-classify"
     # Cosine similarity under which an answer counts as outside the class list.
     out_of_list_threshold: float = Field(0.55, ge=-1.0, le=1.0)
+    # Answer texts whose embeddings stay cached (LRU), because MLLM answers
+    # repeat and a hit skips the text encoder, the slowest step of mapping.
+    # 0 disables the cache.
+    answer_cache_size: int = Field(4096, ge=0)
 
 
 class BatchingConfig(_Section):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from mapping import Mapper, Taxonomy, load_encoder, load_taxonomy
+from mapping import CachingEncoder, Mapper, Taxonomy, load_encoder, load_taxonomy
 from service.backends import create_backend
 from service.backends.base import Backend, BackendInfo, BatchTimings
 from service.config import Config
@@ -51,6 +51,8 @@ class Engine:
         logger.info("loaded backend %s in %.2f s", self.backend.info().model_id, self.load_seconds)
 
         self._mappers: dict[str, Mapper] = {}
+        # Shared by every mapper. Set its `on_lookup(hits, misses)` to count lookups.
+        self.answer_cache: CachingEncoder
         self._closed_fits: dict[str, bool] = {}
         self._closed_lock = threading.Lock()
         self._load_mappers()
@@ -59,9 +61,12 @@ class Engine:
 
     def _load_mappers(self) -> None:
         mapping_config = self.config.mapping
-        # Requests map their answers in separate threads; the wrapper merges
-        # concurrent encoder calls into one batch (see service/encoder_batching.py).
-        encoder = CoalescingEncoder(load_encoder(mapping_config.encoder))
+        # Requests map their answers in separate threads. CoalescingEncoder
+        # merges concurrent encoder calls into one batch (see
+        # service/encoder_batching.py). The answer cache wraps it, so a
+        # repeated answer returns without waiting for another thread's batch.
+        encoder = CachingEncoder(CoalescingEncoder(load_encoder(mapping_config.encoder)), mapping_config.answer_cache_size)
+        self.answer_cache = encoder
         cache_dir = Path(mapping_config.cache_dir).expanduser()
 
         names = [mapping_config.taxonomy, *mapping_config.extra_taxonomies]
