@@ -19,7 +19,6 @@ import json
 import logging
 
 from service.config import Config
-from service.internal_routes import is_internal_path
 
 logger = logging.getLogger(__name__)
 
@@ -85,9 +84,5 @@ class ApiKeyMiddleware:
 
     def _is_open(self, path: str) -> bool:
         if path in OPEN_PATHS:
-            return True
-        # The service's own batch calls carry no API key. InternalRouteGuard,
-        # the outer middleware, already rejected internal calls from outside.
-        if is_internal_path(path):
             return True
         return path == "/metrics" and not self.config.server.protect_metrics

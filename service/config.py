@@ -57,8 +57,9 @@ class MappingConfig(_Section):
 class BatchingConfig(_Section):
     # Counted in images, across requests.
     max_batch_size: int = Field(8, ge=1, le=256)
-    # BentoML treats this as a hard deadline per batch (503 past it), so it must
-    # exceed the slowest batch the model runs.
+    # A prompt still queued this long after it arrived fails with 503
+    # (queue_timeout) instead of starting late. Keep it above a few batch times:
+    # a full queue drains one max_batch_size batch at a time.
     max_latency_ms: int = Field(60000, ge=10)
 
 

@@ -64,5 +64,21 @@ def backend_failed(request_id: str | None = None) -> ServiceError:
     )
 
 
+def queue_timeout(waited_s: float, max_latency_s: float, retry_after_s: int, request_id: str | None = None) -> ServiceError:
+    return ServiceError(
+        503,
+        "queue_timeout",
+        f"the request waited {waited_s:.1f} s for a model batch, above batching.max_latency_ms "
+        f"({max_latency_s * 1000:g} ms); retry after {retry_after_s} s",
+        None,
+        request_id,
+        retry_after_s,
+    )
+
+
+def shutting_down(request_id: str | None = None) -> ServiceError:
+    return ServiceError(503, "shutting_down", "the service is shutting down; retry on another instance", None, request_id, 1)
+
+
 def not_ready(request_id: str | None = None) -> ServiceError:
     return ServiceError(503, "not_ready", "the model is still loading; retry shortly", None, request_id, 1)

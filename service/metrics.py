@@ -102,7 +102,7 @@ ANSWER_CACHE_REQUESTS = Counter(
 )
 ERRORS = Counter(
     "errors_total",
-    "Rejected or failed requests by reason (invalid_image, invalid_parameter, overloaded, timeout, backend_error, ...).",
+    "Rejected or failed requests by reason (invalid_image, invalid_parameter, overloaded, timeout, queue_timeout, backend_error, ...).",
     ("reason", "transport"),
     namespace=NAMESPACE,
 )
@@ -133,7 +133,7 @@ def initialize_series(model: str, taxonomies: list[str], protocols: tuple[str, .
     for result in ("hit", "miss"):
         ANSWER_CACHE_REQUESTS.labels(model=model, result=result)
     for transport in ("http", "grpc"):
-        for reason in ("invalid_image", "invalid_parameter", "overloaded", "timeout", "backend_error"):
+        for reason in ("invalid_image", "invalid_parameter", "overloaded", "timeout", "queue_timeout", "backend_error"):
             ERRORS.labels(reason=reason, transport=transport)
 
 

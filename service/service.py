@@ -2,8 +2,8 @@
 
 Every image, from HTTP, gRPC or annotation assist, goes through
 `Classifier.classify_images`: decode and checks in a worker thread, then each
-prompt of its protocol through the batchable `generate_batch` API, so BentoML's
-adaptive batcher merges images from all clients into model batches.
+prompt of its protocol through the worker's adaptive batcher
+(service/batcher.py), which merges images from all clients into model batches.
 
 Run: `bentoml serve service.service:Classifier` (see service/config.yaml).
 """
@@ -12,20 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
-import aiohttp
 import anyio
 import bentoml
-from pydantic import BaseModel, Field
+from PIL import Image
+from pydantic import Field
 
 from service import metrics
 from service.assist.bentoml_mount import mount_assist_apps
 from service.auth import ApiKeyMiddleware
+from service.batcher import AdaptiveBatcher, BatcherClosed, QueueTimeout
 from service.body_limit import BodyLimitMiddleware
 from service.config import load_config
 from service.engine import Engine
@@ -37,10 +38,11 @@ from service.errors import (
     invalid_image,
     invalid_parameter,
     overloaded,
+    queue_timeout,
+    shutting_down,
     timed_out,
 )
 from service.images import ImageError, ImageLimits, decode_image
-from service.internal_routes import InternalRouteGuard, authorize_self_client, pin_self_client_session
 from service.protocols import ModelAnswer, Outcome, ParameterError, PromptRequest, create_run
 from service.protocols.runs import RunContext
 from service.http_routes import build_routes_app
@@ -55,30 +57,24 @@ logger = logging.getLogger("mllm_classify.service")
 CONFIG = load_config()
 
 
-class BatchItem(BaseModel):
-    """One prompt about one registered image, as queued for the batcher."""
+@dataclass
+class BatchItem:
+    """One prompt about one decoded image, as queued for the batcher."""
 
-    image_key: str
+    image: Image.Image
+    request: PromptRequest
     request_id: str
-    text: str
-    prompt_id: str
-    mode: str = "generate"
-    choices: list[str] = Field(default_factory=list)
-    num_beams: int = 1
     max_new_tokens: int
-    enqueued_at: float
+    enqueued_at: float = field(default_factory=time.monotonic)
 
 
-class BatchOutput(BaseModel):
-    text: str = ""
-    prompt_tokens: int = 0
-    generated_tokens: int = 0
-    choice_scores: list[float] | None = None
-    class_scores: dict[str, float] | None = None
-    queue_s: float = 0.0
-    preprocess_s: float = 0.0
-    generate_s: float = 0.0
-    batch_size: int = 1
+@dataclass
+class BatchOutput:
+    answer: ModelAnswer
+    queue_s: float
+    preprocess_s: float
+    generate_s: float
+    batch_size: int
 
 
 @bentoml.service(
@@ -102,16 +98,18 @@ class Classifier:
         self.faults = FaultInjector(self.config.faults)
         self.fetcher = UrlFetcher(self.config.fetch)
 
-        # Decoded images wait here while their prompts travel through the
-        # batcher, which only carries JSON-sized items. One dict per worker
-        # process: the batcher of a worker only ever calls back into that worker.
-        self._images: dict[str, object] = {}
-        self._model_lock = threading.Lock()
+        # One batch at a time in the batcher's thread: concurrent batches would
+        # only split the same cores between torch's threads.
+        self.batcher: AdaptiveBatcher[BatchItem, BatchOutput] = AdaptiveBatcher(
+            self._run_batch,
+            max_batch_size=self.config.batching.max_batch_size,
+            max_latency_s=self.config.batching.max_latency_ms / 1000,
+        )
         self._in_flight = 0
-        self._self_client_authorized = False
         self.ready = True
         self.grpc_server = None
         metrics.initialize_series(self.model_id, self.engine.taxonomy_names(), PROTOCOLS)
+        self.engine.answer_cache.on_lookup = metrics.answer_cache_recorder(self.model_id)
         metrics.MODEL_LOADED.labels(model=self.model_id).set(1)
         logger.info(
             "service ready: model %s, taxonomies %s, max_batch_size %d",
@@ -134,72 +132,38 @@ class Classifier:
         self.grpc_server = await start_grpc_server(self, self.config)
 
     @bentoml.on_shutdown
-    async def stop_grpc(self) -> None:
+    async def stop_serving(self) -> None:
+        # HTTP requests have drained by now; gRPC calls drain in stop(), and
+        # only then can the batcher close without failing anyone's prompt.
         if self.grpc_server is not None:
             await self.grpc_server.stop(grace=self.config.limits.request_timeout_s)
             self.grpc_server = None
+        await self.batcher.close()
 
     # -- batched model call ------------------------------------------------
 
-    # BentoML 1.4 rejects max_batch_size=1 on a batchable API, so a limit of 1
-    # turns the batcher off and every prompt calls the model on its own.
-    @bentoml.api(
-        batchable=CONFIG.batching.max_batch_size > 1,
-        max_batch_size=max(2, CONFIG.batching.max_batch_size),
-        max_latency_ms=CONFIG.batching.max_latency_ms,
-        route="/internal/generate_batch",
-    )
-    def generate_batch(self, items: list[BatchItem]) -> list[BatchOutput]:
-        """Run one model batch; internal, called through the batcher by classify_images."""
-        started = time.time()
-
-        # A request that ended early (timed out, or its in-process batch call
-        # was cut off) leaves its item in the batcher queue after its image was
-        # released. Skip such items instead of failing the requests batched with
-        # them; nobody waits for their output.
-        looked_up = [(position, self._images.get(item.image_key)) for position, item in enumerate(items)]
-        live = [(position, image) for position, image in looked_up if image is not None]
-        outputs = [BatchOutput(batch_size=len(items)) for _ in items]
-        if len(live) < len(items):
-            ended = [items[position].request_id for position, image in looked_up if image is None]
-            logger.warning("skipped %d batch items of requests that already ended: %s", len(ended), ended)
-        if not live:
-            return outputs
-
-        live_items = [items[position] for position, _ in live]
-        images = [image for _, image in live]
-        requests = [
-            PromptRequest(item.text, item.prompt_id, item.mode, tuple(item.choices), item.num_beams)  # type: ignore[arg-type]
-            for item in live_items
-        ]
-        request_ids = [item.request_id for item in live_items]
+    def _run_batch(self, items: list[BatchItem]) -> list[BatchOutput]:
+        """Run one model batch; called by the batcher in its own thread."""
+        started = time.monotonic()
+        request_ids = [item.request_id for item in items]
         try:
             self.faults.before_batch(request_ids)
-            # One batch at a time: concurrent calls (always so without the
-            # batcher) would only split the same cores between torch's threads.
-            with self._model_lock:
-                answers, timings = self.engine.answer(images, requests, [item.max_new_tokens for item in live_items])
+            answers, timings = self.engine.answer(
+                [item.image for item in items],
+                [item.request for item in items],
+                [item.max_new_tokens for item in items],
+            )
         except Exception:
-            logger.exception("backend failed on a batch of %d, requests %s", len(live_items), request_ids)
+            logger.exception("backend failed on a batch of %d, requests %s", len(items), request_ids)
             raise
 
-        batch_seconds = time.time() - started
-        metrics.BATCH_SIZE.labels(model=self.model_id).observe(len(live_items))
-        metrics.BATCH_LATENCY.labels(model=self.model_id).observe(batch_seconds)
-        for (position, _), item, answer in zip(live, live_items, answers, strict=True):
+        metrics.BATCH_SIZE.labels(model=self.model_id).observe(len(items))
+        metrics.BATCH_LATENCY.labels(model=self.model_id).observe(time.monotonic() - started)
+        outputs = []
+        for item, answer in zip(items, answers, strict=True):
             queue_s = max(0.0, started - item.enqueued_at)
             metrics.QUEUE_WAIT.labels(model=self.model_id).observe(queue_s)
-            outputs[position] = BatchOutput(
-                text=answer.text,
-                prompt_tokens=answer.prompt_tokens,
-                generated_tokens=answer.generated_tokens,
-                choice_scores=answer.choice_scores,
-                class_scores=answer.class_scores,
-                queue_s=queue_s,
-                preprocess_s=timings.preprocess_s,
-                generate_s=timings.generate_s,
-                batch_size=len(live_items),
-            )
+            outputs.append(BatchOutput(answer, queue_s, timings.preprocess_s, timings.generate_s, len(items)))
         return outputs
 
     # -- the shared request path --------------------------------------------
@@ -288,71 +252,31 @@ class Classifier:
         prompt_tokens = generated_tokens = 0
         max_new_tokens = params.max_new_tokens or self.config.model.max_new_tokens
 
-        image_key = uuid.uuid4().hex
-        self._images[image_key] = image
-        try:
-            step: PromptRequest | Outcome = run.first_prompt()
-            while isinstance(step, PromptRequest):
-                item = BatchItem(
-                    image_key=image_key,
-                    request_id=request_id,
-                    text=step.text,
-                    prompt_id=step.prompt_id,
-                    mode=step.mode,
-                    choices=list(step.choices),
-                    num_beams=step.num_beams,
-                    max_new_tokens=max_new_tokens,
-                    enqueued_at=time.time(),
-                )
-                output = await self._submit(item)
-                timings.queue_ms += output.queue_s * 1000
-                timings.preprocess_ms += output.preprocess_s * 1000
-                timings.generate_ms += output.generate_s * 1000
-                prompt_tokens += output.prompt_tokens
-                generated_tokens += output.generated_tokens
-                answer = ModelAnswer(
-                    text=output.text,
-                    prompt_tokens=output.prompt_tokens,
-                    generated_tokens=output.generated_tokens,
-                    choice_scores=output.choice_scores,
-                    class_scores=output.class_scores,
-                )
-                # Mapping runs the text encoder: keep it off the event loop.
-                step = await anyio.to_thread.run_sync(run.on_answer, answer)
-        finally:
-            self._images.pop(image_key, None)
+        step: PromptRequest | Outcome = run.first_prompt()
+        while isinstance(step, PromptRequest):
+            output = await self._submit(BatchItem(image, step, request_id, max_new_tokens))
+            timings.queue_ms += output.queue_s * 1000
+            timings.preprocess_ms += output.preprocess_s * 1000
+            timings.generate_ms += output.generate_s * 1000
+            prompt_tokens += output.answer.prompt_tokens
+            generated_tokens += output.answer.generated_tokens
+            # Mapping runs the text encoder: keep it off the event loop.
+            step = await anyio.to_thread.run_sync(run.on_answer, output.answer)
 
         timings.map_ms = round(run.stats.map_s * 1000, 3)  # type: ignore[attr-defined]
         timings.total_ms = round(decode_ms + (time.perf_counter() - started) * 1000, 3)
         return self.engine.build_result(run, step, request_id, timings, prompt_tokens, generated_tokens)
 
     async def _submit(self, item: BatchItem) -> BatchOutput:
-        if not self._self_client_authorized:
-            authorize_self_client(self.to_async)  # type: ignore[attr-defined]
-            pin_self_client_session(self.to_async)  # type: ignore[attr-defined]
-            self._self_client_authorized = True
         try:
-            outputs = await self._call_generate_batch(item)
-        except ServiceError:
-            raise
+            return await self.batcher.submit(item)
+        except QueueTimeout as error:
+            raise queue_timeout(error.waited_s, error.max_latency_s, self.config.limits.retry_after_s, item.request_id) from error
+        except BatcherClosed as error:
+            raise shutting_down(item.request_id) from error
         except Exception as error:
-            logger.error("batch call failed for request %s: %s", item.request_id, error)
+            logger.error("batch failed for request %s: %s", item.request_id, error)
             raise backend_failed(item.request_id) from error
-        output = outputs[0]
-        return output if isinstance(output, BatchOutput) else BatchOutput.model_validate(output)
-
-    async def _call_generate_batch(self, item: BatchItem) -> list:
-        # BentoML 1.4.40 (SessionManager in _bentoml_impl/client/proxy2.py)
-        # replaces its aiohttp session every 100 calls and every 300 s by closing
-        # the old one, which fails the calls still in flight on it with
-        # ServerDisconnectedError or "Can not write request body". generate_batch
-        # has no side effects and the image stays registered, so such a call is
-        # sent once more, on the new session.
-        try:
-            return await self.to_async.generate_batch([item])  # type: ignore[attr-defined]
-        except aiohttp.ClientConnectionError as error:
-            logger.warning("batch call for request %s lost its connection (%s); sending it again", item.request_id, error)
-            return await self.to_async.generate_batch([item])  # type: ignore[attr-defined]
 
     # -- HTTP API ----------------------------------------------------------
 
@@ -458,10 +382,9 @@ class Classifier:
         return BatchClassifyResult(results=results)
 
 
-# BentoML applies these in order, outermost first: outside calls to the internal
-# batch route and requests without a valid API key are rejected before any body
-# is read, and oversized bodies before parsing.
-Classifier.add_asgi_middleware(InternalRouteGuard)
+# BentoML applies these in order, outermost first: requests without a valid
+# API key are rejected before any body is read, and oversized bodies before
+# parsing.
 Classifier.add_asgi_middleware(ApiKeyMiddleware, config=CONFIG)
 Classifier.add_asgi_middleware(BodyLimitMiddleware, config=CONFIG)
 Classifier.add_asgi_middleware(ErrorBodyMiddleware, max_parts=CONFIG.limits.max_images_per_request + 16)

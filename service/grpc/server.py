@@ -7,11 +7,9 @@ the kernel spreads connections across them.
 
 Health (`grpc.health.v1`) for both "" and the service name:
 
-- NOT_SERVING from bind until the service is ready. In BentoML 1.4.40
-  (`_bentoml_impl/server/app.py`, `create_instance`) the startup hooks run
-  after `Classifier.__init__` has loaded the model but before the worker has
-  attached the batcher's client (`to_async`). So a background task waits for
-  `classifier.ready` and `to_async`, then sends one warm-up image through
+- NOT_SERVING from bind until the service is ready. The startup hooks run
+  after `Classifier.__init__` has loaded the model, and then a background
+  task waits for `classifier.ready` and sends one warm-up image through
   `classify_images`. Health turns SERVING only when that image comes back,
   which proves the whole path: decode, batcher, model and mapping.
 - NOT_SERVING again from the start of shutdown while calls in progress drain.
@@ -88,7 +86,7 @@ class GrpcServer:
 
     async def become_ready(self) -> None:
         """Wait for the worker to finish starting, warm up through the batcher, then report SERVING."""
-        while not (getattr(self.classifier, "ready", False) and getattr(self.classifier, "to_async", None) is not None):
+        while not getattr(self.classifier, "ready", False):
             await asyncio.sleep(READY_POLL_S)
 
         image = _warmup_image()

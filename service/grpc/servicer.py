@@ -20,7 +20,7 @@ import anyio
 import grpc
 
 from service.config import Config
-from service.errors import ServiceError, invalid_parameter, not_ready, timed_out
+from service.errors import ServiceError, invalid_parameter, not_ready, shutting_down, timed_out
 from service.grpc import convert
 from service.grpc.generated import classifier_pb2 as pb
 from service.grpc.generated import classifier_pb2_grpc as pb_grpc
@@ -66,10 +66,6 @@ def error_metadata(error: ServiceError) -> tuple[tuple[str, str], ...]:
     if error.retry_after_s is not None:
         pairs.append(("retry-after", str(error.retry_after_s)))
     return tuple(pairs)
-
-
-def shutting_down(request_id: str | None = None) -> ServiceError:
-    return ServiceError(503, "shutting_down", "the service is shutting down; retry on another instance", None, request_id, 1)
 
 
 def _check_request_id(request_id: str) -> None:

@@ -15,7 +15,6 @@ from service import auth
 from service.auth import ApiKeyMiddleware
 from service.body_limit import BodyLimitMiddleware, route_limits
 from service.config import load_config
-from service.internal_routes import TOKEN_HEADER, InternalRouteGuard, authorize_self_client
 
 KEY = "unit-test-key-41b2"
 
@@ -33,7 +32,7 @@ def inner_app() -> Starlette:
     return Starlette(
         routes=[
             Route("/classify", echo_length, methods=["POST"]),
-            Route("/internal/generate_batch", echo_length, methods=["POST"]),
+            Route("/other", echo_length, methods=["POST"]),
             Route("/metrics", plain),
             Route("/readyz", plain),
         ]
@@ -100,26 +99,6 @@ def test_api_key_not_in_rejection_log(monkeypatch, caplog) -> None:
     assert KEY not in caplog.text
 
 
-def test_internal_route_needs_process_token() -> None:
-    app = InternalRouteGuard(inner_app())
-
-    class FakeBentoClient:
-        default_headers: dict[str, str] = {}
-
-    client = FakeBentoClient()
-    authorize_self_client(client)
-
-    assert call(app, "POST", "/internal/generate_batch", content=b"{}").status_code == 404
-    assert call(app, "POST", "/internal/generate_batch", content=b"{}", headers={TOKEN_HEADER: "guess"}).status_code == 404
-    assert call(app, "POST", "/internal/generate_batch", content=b"{}", headers=client.default_headers).status_code == 200
-    assert call(app, "POST", "/classify", content=b"x").status_code == 200
-
-
-def test_authorize_rejects_unknown_client() -> None:
-    with pytest.raises(RuntimeError, match="no default_headers dict"):
-        authorize_self_client(object())
-
-
 def limited_app(limit: int) -> BodyLimitMiddleware:
     return BodyLimitMiddleware(inner_app(), config=load_config(environ={}), limits={"/classify": limit})
 
@@ -153,7 +132,7 @@ def test_body_limit_passes_small_bodies() -> None:
 def test_body_limit_default_for_other_routes() -> None:
     app = BodyLimitMiddleware(inner_app(), config=load_config(environ={}), limits={}, default_limit=10)
 
-    assert call(app, "POST", "/internal/generate_batch", content=b"q" * 11).status_code == 413
+    assert call(app, "POST", "/other", content=b"q" * 11).status_code == 413
 
 
 def test_route_limits_follow_config() -> None:
