@@ -221,6 +221,10 @@ class Engine:
 
     # -- model calls -------------------------------------------------------
 
+    def prepare_image(self, image: Image.Image) -> Image.Image:
+        """Do the backend's per-image work (such as resizing to the input size) before the image joins a batch."""
+        return self.backend.prepare_image(image)
+
     def answer(
         self,
         images: Sequence[Image.Image],
@@ -287,6 +291,7 @@ class Engine:
         request_ids = list(request_ids) if request_ids is not None else [uuid.uuid4().hex for _ in images]
 
         started = time.perf_counter()
+        images = [self.prepare_image(image) for image in images]
         runs = [self.create_run(item) for item in params]
         pending: dict[int, PromptRequest] = {i: run.first_prompt() for i, run in enumerate(runs)}
         outcomes: dict[int, Outcome] = {}

@@ -41,6 +41,8 @@ class Label(BaseModel):
 class StageTimings(BaseModel):
     """Milliseconds spent in each stage of one request."""
 
+    # Decoding plus the backend's per-image preparation (resizing to the
+    # model's input size); preprocess_ms is the processor's share of the batch.
     decode_ms: float = 0.0
     queue_ms: float = 0.0
     preprocess_ms: float = 0.0

@@ -224,7 +224,7 @@ class Classifier:
         for position, data in enumerate(images):
             started = time.perf_counter()
             try:
-                image = await anyio.to_thread.run_sync(decode_image, data, self.limits)
+                image = await anyio.to_thread.run_sync(self._decode_and_prepare, data)
             except ImageError as error:
                 field = "image" if len(images) == 1 else f"images[{position}]"
                 raise invalid_image(f"invalid image: {error}", field, request_ids[position]) from error
@@ -243,6 +243,11 @@ class Classifier:
         for result in results:
             record_result(result, transport)
         return list(results)
+
+    def _decode_and_prepare(self, data: bytes) -> Image.Image:
+        # The backend's per-image work (resizing to the model's input size)
+        # runs here, in the request's thread, so the batch thread only runs the model.
+        return self.engine.prepare_image(decode_image(data, self.limits))
 
     async def _classify_one(self, image, decode_ms: float, context: RunContext, request_id: str) -> ClassifyResult:
         started = time.perf_counter()

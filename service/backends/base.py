@@ -72,6 +72,14 @@ class Backend(abc.ABC):
     def info(self) -> BackendInfo:
         """Describe the loaded model."""
 
+    def prepare_image(self, image: Image.Image) -> Image.Image:
+        """Return `image` ready to join a batch; called per image, outside the batch, in the request's thread.
+
+        Backends move per-image work here (such as resizing to the model's
+        input size) so that it runs in parallel instead of inside the batch.
+        """
+        return image
+
     def count_tokens(self, text: str) -> int:
         """Estimate the prompt tokens of `text`; backends with a tokenizer override this."""
         # Roughly 4 characters a token for English text.

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from service.backends.base import Backend, BackendError, BackendInfo, BatchTimings, Generation
+from service.backends.image_sizing import PreResizer
 
 if TYPE_CHECKING:
     from transformers import BatchFeature
@@ -74,6 +75,7 @@ class TransformersBackend(Backend):
         self.tokenizer: Any = None
         self.device: str = "cpu"
         self.dtype: Any = None
+        self.pre_resizer: PreResizer | None = None
 
     def _resolve_device_and_dtype(self) -> None:
         import torch
@@ -134,6 +136,8 @@ class TransformersBackend(Backend):
         self.model = model
         self.processor = processor
         self.tokenizer = tokenizer
+        image_processor = getattr(processor, "image_processor", None)
+        self.pre_resizer = PreResizer(image_processor, self.model_id) if image_processor is not None else None
         logger.info(
             "loaded model %s on %s (%s) in %.1f s",
             self.model_id,
@@ -149,6 +153,13 @@ class TransformersBackend(Backend):
     def _chat_text(self, prompt: str) -> str:
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
         return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    def prepare_image(self, image: Image.Image) -> Image.Image:
+        """Return `image` as RGB within max_image_side and, where the processor allows, at its input size."""
+        image = resize_to_max_side(image, self.max_image_side)
+        if self.pre_resizer is not None:
+            image = self.pre_resizer(image)
+        return image
 
     def build_inputs(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> BatchFeature:
         """Return the processor's left-padded BatchFeature for (image, prompt) pairs, on the model's device."""
