@@ -53,6 +53,7 @@ def main() -> None:
     parser.add_argument("--max-batch-size", type=int, default=32, help="The service's batching.max_batch_size.")
     parser.add_argument("--duration", type=int, default=20, help="Seconds py-spy records.")
     parser.add_argument("--top", type=int, default=45, help="Functions to print.")
+    parser.add_argument("--gil", action="store_true", help="Sample only the thread holding the GIL (py-spy --gil).")
     args = parser.parse_args()
 
     uploads = encode_samples()
@@ -67,7 +68,7 @@ def main() -> None:
         raw_path = Path(tempfile.mkdtemp(prefix="mllm-classify-profile-")) / "service.txt"
         recorder = subprocess.Popen(
             [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(_worker_pid(service.pid)), "--duration", str(args.duration),
-             "--format", "raw", "--threads", "--output", str(raw_path), "--nonblocking"],
+             "--format", "raw", "--threads", "--output", str(raw_path), "--nonblocking", *(["--gil"] if args.gil else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
         load = threading.Thread(

@@ -57,8 +57,8 @@ class BenchSettings:
     max_batch_size: int = 0
     max_latency_ms: int = 600000
     peer_batch_timeout_s: float = 0.01
-    one_client_requests: int = 8
-    requests_per_client: int = 2
+    one_client_requests: int = 24
+    requests_per_client: int = 4
     warmup_requests: int = 4
     max_level_s: float = 300.0
     skip_peer: bool = False
@@ -170,7 +170,26 @@ class RunningServer:
     url: str
     path: str
     info: dict[str, Any]
+    pid: int
     levels: dict[int, LevelStats] = field(default_factory=dict)
+
+    def cpu_seconds(self) -> float:
+        """Return the CPU time used so far by the server process and its live children."""
+        import psutil
+
+        try:
+            root = psutil.Process(self.pid)
+            processes = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return float("nan")
+        total = 0.0
+        for process in processes:
+            try:
+                times = process.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+        return total
 
     @property
     def form(self) -> dict[str, str]:
@@ -194,7 +213,7 @@ def _start_service(
         "cold_start_s": round(service.ready_seconds, 2),
         "model_load_s": _model_load_seconds(service.log_text()),
     }
-    return RunningServer(url=service.url, path="/classify", info=info)
+    return RunningServer(url=service.url, path="/classify", info=info, pid=service.pid)
 
 
 def _start_peer(
@@ -210,12 +229,7 @@ def _start_peer(
         )
     )
     info = {"max_batch_size": max_batch_size, "max_new_tokens": settings.max_new_tokens, "cold_start_s": round(peer.ready_seconds, 2)}
-    return RunningServer(url=peer.url, path="/predict", info=info)
-
-
-def _model_load_seconds(log_text: str) -> float | None:
-    match = _LOAD_LINE.search(log_text)
-    return float(match.group(1)) if match else None
+    return RunningServer(url=peer.url, path="/predict", info=info, pid=peer.process.pid)
 
 
 def _stage_breakdown(stats: LevelStats) -> dict[str, float]:
@@ -262,12 +276,16 @@ def bench_model(model_id: str, settings: BenchSettings, uploads: Sequence[tuple[
         for round_number, clients in enumerate(CLIENT_COUNTS, start=2):
             requests = settings.one_client_requests if clients == 1 else clients * settings.requests_per_client
             for name, server in servers.items():
+                server_cpu, client_cpu = server.cpu_seconds(), time.process_time()
                 stats = run_level(server.url, server.path, uploads, server.form, clients=clients, max_requests=requests, max_duration_s=settings.max_level_s)
+                stats.server_cpu_s = server.cpu_seconds() - server_cpu
+                stats.client_cpu_s = time.process_time() - client_cpu
                 stats.load_average = os.getloadavg()[0]
                 server.levels[clients] = stats
                 echo(
                     f"  {name:<17} {clients:>2} clients: {stats.throughput:8.3f} req/s  p50 {stats.latency_ms(50):8.1f} ms  "
-                    f"p95 {stats.latency_ms(95):8.1f} ms  ok {stats.ok}/{stats.sent}  load {stats.load_average:.1f}"
+                    f"p95 {stats.latency_ms(95):8.1f} ms  ok {stats.ok}/{stats.sent}  load {stats.load_average:.1f}  "
+                    f"cpu/request server {stats.server_cpu_s * 1000 / max(stats.ok, 1):.1f} ms, clients {stats.client_cpu_s * 1000 / max(stats.ok, 1):.1f} ms"
                 )
             raw.run_round()
             echo(f"  raw round {round_number}: {raw.describe_last_round()}")

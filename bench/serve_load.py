@@ -35,6 +35,10 @@ class LevelStats:
     errors: dict[str, int] = field(default_factory=dict)
     # The machine's 1-minute load average when the level ended; NaN until set.
     load_average: float = float("nan")
+    # CPU seconds used during the level by the server's processes and by the
+    # clients (this process); NaN until set.
+    server_cpu_s: float = float("nan")
+    client_cpu_s: float = float("nan")
 
     @property
     def throughput(self) -> float:
@@ -58,6 +62,8 @@ class LevelStats:
             "p50_ms": round(self.latency_ms(50), 1),
             "p95_ms": round(self.latency_ms(95), 1),
             "load_average": round(self.load_average, 2),
+            "server_cpu_ms_per_request": round(self.server_cpu_s * 1000 / self.ok, 2) if self.ok else float("nan"),
+            "client_cpu_ms_per_request": round(self.client_cpu_s * 1000 / self.ok, 2) if self.ok else float("nan"),
         }
 
 
