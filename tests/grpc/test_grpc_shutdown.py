@@ -42,7 +42,10 @@ def test_shutdown_drains_stream(demo_model, photos):
     statuses: list[str] = []
     stop_watching = threading.Event()
 
-    with start_service(demo_model, grpc_port=free_port(), ready_timeout_s=420) as service:
+    # Each batch sleeps first, so the stream is still running when shutdown
+    # begins: the demo model alone classifies 24 images in a fraction of a second.
+    overrides = {"faults": {"batch_delay_s": 0.5}}
+    with start_service(demo_model, grpc_port=free_port(), ready_timeout_s=420, config_overrides=overrides) as service:
         with GrpcClient(service.grpc_target, max_attempts=1) as client:
             client.wait_for_serving(timeout_s=120)
             stream = client.classify_stream(items)
