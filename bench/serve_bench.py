@@ -21,6 +21,7 @@ import contextlib
 import io
 import json
 import logging
+import math
 import os
 import platform
 import re
@@ -59,6 +60,9 @@ class BenchSettings:
     peer_batch_timeout_s: float = 0.01
     one_client_requests: int = 24
     requests_per_client: int = 4
+    # A level of a fast model gets enough requests to last about this long at
+    # the raw model's speed: a one-second level swung its throughput by 30%.
+    min_level_s: float = 8.0
     warmup_requests: int = 4
     max_level_s: float = 300.0
     skip_peer: bool = False
@@ -232,6 +236,14 @@ def _start_peer(
     return RunningServer(url=peer.url, path="/predict", info=info, pid=peer.process.pid)
 
 
+def _level_requests(clients: int, max_batch_size: int, raw_throughput: dict[int, float], settings: BenchSettings) -> int:
+    """Return the requests of one level: the configured count, or more where the level would end in under min_level_s."""
+    base = settings.one_client_requests if clients == 1 else clients * settings.requests_per_client
+    # Expected speed: raw generate at the largest batch size the server can form here.
+    batch = max(size for size in raw_throughput if size <= max(1, min(clients, max_batch_size)))
+    return max(base, math.ceil(settings.min_level_s * raw_throughput[batch]))
+
+
 def _stage_breakdown(stats: LevelStats) -> dict[str, float]:
     """Return the median of each response timing and of the client-side remainder, in ms."""
     keys = ("decode_ms", "queue_ms", "preprocess_ms", "generate_ms", "map_ms", "total_ms")
@@ -274,8 +286,8 @@ def bench_model(model_id: str, settings: BenchSettings, uploads: Sequence[tuple[
                 raise RuntimeError(f"{name}: every warm-up request failed: {warmup.errors}")
 
         for round_number, clients in enumerate(CLIENT_COUNTS, start=2):
-            requests = settings.one_client_requests if clients == 1 else clients * settings.requests_per_client
             for name, server in servers.items():
+                requests = _level_requests(clients, server.info["max_batch_size"], raw.rounds.throughput(), settings)
                 server_cpu, client_cpu = server.cpu_seconds(), time.process_time()
                 stats = run_level(server.url, server.path, uploads, server.form, clients=clients, max_requests=requests, max_duration_s=settings.max_level_s)
                 stats.server_cpu_s = server.cpu_seconds() - server_cpu

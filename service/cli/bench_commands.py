@@ -57,6 +57,7 @@ def bench_decoding(models_dir: Path, num_images: int, rounds: int, top_k: int, m
 @click.option("--peer-batch-timeout", type=click.FloatRange(min=0), default=0.01, show_default=True, help="Seconds LitServe waits to fill a batch.")
 @click.option("--one-client-requests", type=click.IntRange(min=2), default=24, show_default=True, help="Requests at one client.")
 @click.option("--requests-per-client", type=click.IntRange(min=1), default=4, show_default=True, help="Requests per client at 8 and 32 clients.")
+@click.option("--min-level-s", type=click.FloatRange(min=0), default=8.0, show_default=True, help="Seconds each load level should last at raw speed; fast models get more requests than the counts above.")
 @click.option("--max-level-s", type=click.FloatRange(min=1), default=300.0, show_default=True, help="Time limit of each load level in seconds.")
 @click.option("--skip-peer", is_flag=True, help="Do not start the LitServe peer.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("docs/bench/serve.json"), show_default=True, help="Where to write the JSON results.")
@@ -70,6 +71,7 @@ def bench_serve(
     peer_batch_timeout: float,
     one_client_requests: int,
     requests_per_client: int,
+    min_level_s: float,
     max_level_s: float,
     skip_peer: bool,
     json_path: Path,
@@ -90,6 +92,7 @@ def bench_serve(
         peer_batch_timeout_s=peer_batch_timeout,
         one_client_requests=one_client_requests,
         requests_per_client=requests_per_client,
+        min_level_s=min_level_s,
         max_level_s=max_level_s,
         skip_peer=skip_peer,
     )

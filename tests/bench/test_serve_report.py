@@ -103,3 +103,20 @@ def test_level_stats_without_responses() -> None:
 def test_level_rejects_other_hosts() -> None:
     with pytest.raises(ValueError):
         run_level("http://192.0.2.1:3000", "/classify", [("a.jpg", b"x")], {}, clients=1, max_requests=1, max_duration_s=1)
+
+
+def test_level_requests_scale_with_speed() -> None:
+    from pathlib import Path
+
+    from bench.serve_bench import BenchSettings, _level_requests
+
+    settings = BenchSettings(models=["tiny"], models_dir=Path("models"), one_client_requests=24, requests_per_client=4, min_level_s=8.0)
+    fast = {1: 30.0, 2: 55.0, 4: 90.0, 8: 140.0, 16: 190.0, 32: 220.0}
+    slow = {1: 3.0, 2: 3.5, 4: 4.0, 8: 4.5, 16: 4.2, 32: 3.9}
+
+    assert _level_requests(1, 32, fast, settings) == 240
+    assert _level_requests(8, 32, fast, settings) == 1120
+    assert _level_requests(32, 32, fast, settings) == 1760
+    assert _level_requests(32, 1, fast, settings) == 240
+    assert _level_requests(1, 8, slow, settings) == 24
+    assert _level_requests(32, 8, slow, settings) == 128
