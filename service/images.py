@@ -95,7 +95,8 @@ def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
-    image = ImageOps.exif_transpose(image) or image
+    # In place, so an upload without a rotation tag is not copied.
+    ImageOps.exif_transpose(image, in_place=True)
 
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         # 16-bit and 32-bit integer grayscale: scale to 8 bits instead of clipping.

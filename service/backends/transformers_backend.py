@@ -38,7 +38,8 @@ def _load_hint(model_id: str) -> str:
 
 def resize_to_max_side(image: Image.Image, max_side: int) -> Image.Image:
     """Return `image` as RGB, downscaled so that its longest side is at most `max_side` pixels."""
-    image = image.convert("RGB")
+    if image.mode != "RGB":
+        image = image.convert("RGB")
     longest = max(image.size)
     if longest <= max_side:
         return image
