@@ -9,7 +9,8 @@ model in batches, one batch at a time, in a dedicated thread:
   size follows the load: one prompt at a time for a lone client, full batches
   under concurrency. A lone prompt waits for nothing.
 - A prompt still queued `max_latency_ms` after it arrived fails with
-  `QueueTimeout` instead of starting late (the service answers 503).
+  `QueueTimeout` at that moment, instead of starting late (the service
+  answers 503). A prompt whose batch has started is not timed out here.
 - A prompt whose caller gave up (timeout, disconnect) is dropped before its
   batch starts, so it costs the model nothing.
 
@@ -56,6 +57,7 @@ class _Job(Generic[ItemT, OutputT]):
     item: ItemT
     future: asyncio.Future[OutputT]
     enqueued_at: float
+    deadline: asyncio.TimerHandle | None = None
 
 
 class AdaptiveBatcher(Generic[ItemT, OutputT]):
@@ -106,6 +108,7 @@ class AdaptiveBatcher(Generic[ItemT, OutputT]):
             self._dispatcher = loop.create_task(self._dispatch_forever(), name=f"batcher-{self.name}")
 
         job: _Job[ItemT, OutputT] = _Job(item, loop.create_future(), time.monotonic())
+        job.deadline = loop.call_later(self.max_latency_s, self._expire, job)
         self._queue.append(job)
         assert self._wakeup is not None
         self._wakeup.set()
@@ -161,6 +164,13 @@ class AdaptiveBatcher(Generic[ItemT, OutputT]):
                 if not job.future.done():
                     job.future.set_result(output)
 
+    def _expire(self, job: _Job[ItemT, OutputT]) -> None:
+        # Runs on the loop, so it cannot race with _take_batch: a taken job's
+        # timer is cancelled. The caller logs the failure with its request id.
+        if job.future.done():
+            return
+        job.future.set_exception(QueueTimeout(time.monotonic() - job.enqueued_at, self.max_latency_s))
+
     def _take_batch(self) -> list[_Job[ItemT, OutputT]]:
         """Pop up to max_batch_size live jobs, failing those past the deadline."""
         now = time.monotonic()
@@ -168,6 +178,8 @@ class AdaptiveBatcher(Generic[ItemT, OutputT]):
         expired = 0
         while self._queue and len(jobs) < self.max_batch_size:
             job = self._queue.popleft()
+            if job.deadline is not None:
+                job.deadline.cancel()
             if job.future.done():
                 continue
             waited = now - job.enqueued_at
@@ -191,5 +203,7 @@ class AdaptiveBatcher(Generic[ItemT, OutputT]):
     def _fail_queued(self, error: BaseException) -> None:
         while self._queue:
             job = self._queue.popleft()
+            if job.deadline is not None:
+                job.deadline.cancel()
             if not job.future.done():
                 job.future.set_exception(error)

@@ -133,7 +133,7 @@ def initialize_series(model: str, taxonomies: list[str], protocols: tuple[str, .
     for result in ("hit", "miss"):
         ANSWER_CACHE_REQUESTS.labels(model=model, result=result)
     for transport in ("http", "grpc"):
-        for reason in ("invalid_image", "invalid_parameter", "overloaded", "timeout", "queue_timeout", "backend_error"):
+        for reason in ("invalid_image", "invalid_parameter", "overloaded", "timeout", "queue_timeout", "backend_error", "client_disconnected"):
             ERRORS.labels(reason=reason, transport=transport)
 
 

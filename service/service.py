@@ -22,6 +22,7 @@ import anyio
 import bentoml
 from PIL import Image
 from pydantic import Field
+from starlette.responses import JSONResponse
 
 from service import metrics
 from service.assist.bentoml_mount import mount_assist_apps
@@ -29,6 +30,7 @@ from service.auth import ApiKeyMiddleware
 from service.batcher import AdaptiveBatcher, BatcherClosed, QueueTimeout
 from service.body_limit import BodyLimitMiddleware
 from service.config import load_config
+from service.disconnects import ClientDisconnected, cancel_on_disconnect
 from service.engine import Engine
 from service.error_bodies import ErrorBodyMiddleware
 from service.faults import FaultInjector
@@ -304,6 +306,7 @@ class Classifier:
         seed: Annotated[int, Field(description="Seed for option order in the choice protocol.")] = 0,
         num_options: Annotated[int, Field(description="Options offered by the two-stage choice protocol.")] = 5,
         max_new_tokens: Annotated[int | None, Field(description="Generation limit; default from the config.")] = None,
+        ctx: bentoml.Context = None,  # type: ignore[assignment]
     ) -> ClassifyResult:
         """Classify one uploaded image."""
         request_id = uuid.uuid4().hex
@@ -313,10 +316,12 @@ class Classifier:
                 seed=seed, num_options=num_options, max_new_tokens=max_new_tokens,
             )
             data = await anyio.Path(image).read_bytes()
-            results = await self.classify_images([data], params, "http", [request_id])
+            results = await cancel_on_disconnect(ctx.request, self.classify_images([data], params, "http", [request_id]))
         except ServiceError as error:
             error.request_id = error.request_id or request_id
-            return error.to_response()  # type: ignore[return-value]
+            return self._error_response(ctx, error)  # type: ignore[return-value]
+        except ClientDisconnected:
+            return self._client_gone(ctx, [request_id])  # type: ignore[return-value]
         return results[0]
 
     @bentoml.api(route="/classify_url")
@@ -330,6 +335,7 @@ class Classifier:
         seed: int = 0,
         num_options: int = 5,
         max_new_tokens: int | None = None,
+        ctx: bentoml.Context = None,  # type: ignore[assignment]
     ) -> ClassifyResult:
         """Classify an image fetched from a URL; disabled unless the fetch section allows it."""
         request_id = uuid.uuid4().hex
@@ -339,11 +345,31 @@ class Classifier:
                 seed=seed, num_options=num_options, max_new_tokens=max_new_tokens,
             )
             data = await self._fetch_image(image_url, request_id)
-            results = await self.classify_images([data], params, "http", [request_id])
+            results = await cancel_on_disconnect(ctx.request, self.classify_images([data], params, "http", [request_id]))
         except ServiceError as error:
             error.request_id = error.request_id or request_id
-            return error.to_response()  # type: ignore[return-value]
+            return self._error_response(ctx, error)  # type: ignore[return-value]
+        except ClientDisconnected:
+            return self._client_gone(ctx, [request_id])  # type: ignore[return-value]
         return results[0]
+
+    @staticmethod
+    def _error_response(ctx: bentoml.Context, error: ServiceError) -> JSONResponse:
+        # An API with a ctx parameter gets the status and extra headers of
+        # ctx.response in BentoML 1.4.40 (api_endpoint in _bentoml_impl/server/app.py),
+        # whatever the returned response says.
+        response = error.to_response()
+        ctx.response.status_code = response.status_code
+        if "retry-after" in response.headers:
+            ctx.response.headers["Retry-After"] = response.headers["retry-after"]
+        return response
+
+    def _client_gone(self, ctx: bentoml.Context, request_ids: list[str]) -> JSONResponse:
+        logger.info("requests %s: client disconnected, work cancelled", ", ".join(request_ids))
+        metrics.ERRORS.labels(reason="client_disconnected", transport="http").inc()
+        # Nobody reads this response; 499 is the usual status for it in access logs.
+        ctx.response.status_code = 499
+        return JSONResponse({"error": "client disconnected", "field": None, "request_id": request_ids[0]}, status_code=499)
 
     async def _fetch_image(self, image_url: str, request_id: str) -> bytes:
         """Return the image fetched from image_url, or raise a 400 naming why it was not fetched."""
@@ -364,6 +390,7 @@ class Classifier:
         seed: int = 0,
         num_options: int = 5,
         max_new_tokens: int | None = None,
+        ctx: bentoml.Context = None,  # type: ignore[assignment]
     ) -> BatchClassifyResult:
         """Classify several images with the same settings; results keep the upload order."""
         request_ids = [uuid.uuid4().hex for _ in images]
@@ -380,10 +407,12 @@ class Classifier:
                 seed=seed, num_options=num_options, max_new_tokens=max_new_tokens,
             )
             uploads = [await anyio.Path(path).read_bytes() for path in images]
-            results = await self.classify_images(uploads, params, "http", request_ids)
+            results = await cancel_on_disconnect(ctx.request, self.classify_images(uploads, params, "http", request_ids))
+        except ClientDisconnected:
+            return self._client_gone(ctx, request_ids)  # type: ignore[return-value]
         except ServiceError as error:
             error.request_id = error.request_id or request_ids[0] if request_ids else None
-            return error.to_response()  # type: ignore[return-value]
+            return self._error_response(ctx, error)  # type: ignore[return-value]
         return BatchClassifyResult(results=results)
 
 

@@ -115,27 +115,31 @@ def test_cancelled_items_never_reach_the_model() -> None:
     assert model.batches == [[0], [2]]
 
 
-def test_items_past_the_deadline_fail_with_queue_timeout() -> None:
+def test_deadline_fails_queued_items_on_time() -> None:
     model = FakeModel()
     model.hold.clear()
 
-    async def main() -> list:
+    async def main() -> tuple:
         batcher = AdaptiveBatcher(model, max_batch_size=8, max_latency_s=0.05)
         first = asyncio.create_task(batcher.submit(0))
         await wait_for_batch_start(model)
         late = asyncio.create_task(batcher.submit(1))
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.3)
+        # The deadline fires while the first batch is still running.
+        late_done_before_release = late.done()
+        first_done_before_release = first.done()
         model.hold.set()
         outcomes = await asyncio.gather(first, late, return_exceptions=True)
-        # The batcher keeps serving after expiring items.
-        outcomes.append(await batcher.submit(5))
+        after = await batcher.submit(5)
         await batcher.close()
-        return outcomes
+        return late_done_before_release, first_done_before_release, outcomes, after
 
-    first, late, after = asyncio.run(main())
+    late_done, first_done, (first, late), after = asyncio.run(main())
+    assert late_done
+    assert not first_done
     assert first == 0
     assert isinstance(late, QueueTimeout)
-    assert late.waited_s > 0.05
+    assert 0.05 < late.waited_s < 0.3
     assert after == 10
     assert model.batches == [[0], [5]]
 

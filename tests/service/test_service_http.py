@@ -161,6 +161,9 @@ def test_openapi_lists_classify(service) -> None:
 
     assert "/classify" in spec["paths"]
     assert "/classify_batch" in spec["paths"]
+    assert not [path for path in spec["paths"] if path.startswith("/internal")]
+    # The BentoML context parameter is injected, not a form field.
+    assert '"ctx"' not in json.dumps(spec)
 
 
 BAD_REQUESTS = [
