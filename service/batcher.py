@@ -89,12 +89,6 @@ class AdaptiveBatcher(Generic[ItemT, OutputT]):
         self._dispatcher: asyncio.Task | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batcher-{name}")
         self._closed = False
-        self.batches = 0
-
-    @property
-    def queued(self) -> int:
-        """Items waiting for a batch, cancelled ones included until the dispatcher drops them."""
-        return len(self._queue)
 
     async def submit(self, item: ItemT) -> OutputT:
         """Queue one item and return its output once its batch has run."""
@@ -157,16 +151,14 @@ class AdaptiveBatcher(Generic[ItemT, OutputT]):
             except Exception as error:  # noqa: BLE001 - handed to the callers of this batch
                 self._fail(jobs, error)
                 continue
-            finally:
-                self.batches += 1
 
             for job, output in zip(jobs, outputs, strict=True):
                 if not job.future.done():
                     job.future.set_result(output)
 
     def _expire(self, job: _Job[ItemT, OutputT]) -> None:
-        # Runs on the loop, so it cannot race with _take_batch: a taken job's
-        # timer is cancelled. The caller logs the failure with its request id.
+        # Runs on the loop, so it cannot race with _take_batch, which cancels
+        # a taken job's timer. The service logs the 503 with the request id.
         if job.future.done():
             return
         job.future.set_exception(QueueTimeout(time.monotonic() - job.enqueued_at, self.max_latency_s))
@@ -175,23 +167,15 @@ class AdaptiveBatcher(Generic[ItemT, OutputT]):
         """Pop up to max_batch_size live jobs, failing those past the deadline."""
         now = time.monotonic()
         jobs: list[_Job[ItemT, OutputT]] = []
-        expired = 0
         while self._queue and len(jobs) < self.max_batch_size:
             job = self._queue.popleft()
             if job.deadline is not None:
                 job.deadline.cancel()
-            if job.future.done():
-                continue
-            waited = now - job.enqueued_at
-            if waited > self.max_latency_s:
-                job.future.set_exception(QueueTimeout(waited, self.max_latency_s))
-                expired += 1
-                continue
-            jobs.append(job)
-        if expired:
-            logger.warning(
-                "%d items waited over %.3f s for the %s batcher and were failed", expired, self.max_latency_s, self.name
-            )
+            # A timer due in this loop iteration may not have run yet.
+            if now - job.enqueued_at > self.max_latency_s:
+                self._expire(job)
+            if not job.future.done():
+                jobs.append(job)
         return jobs
 
     @staticmethod

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -76,7 +77,6 @@ class BatchOutput:
     queue_s: float
     preprocess_s: float
     generate_s: float
-    batch_size: int
 
 
 @bentoml.service(
@@ -165,7 +165,7 @@ class Classifier:
         for item, answer in zip(items, answers, strict=True):
             queue_s = max(0.0, started - item.enqueued_at)
             metrics.QUEUE_WAIT.labels(model=self.model_id).observe(queue_s)
-            outputs.append(BatchOutput(answer, queue_s, timings.preprocess_s, timings.generate_s, len(items)))
+            outputs.append(BatchOutput(answer, queue_s, timings.preprocess_s, timings.generate_s))
         return outputs
 
     # -- the shared request path --------------------------------------------
@@ -310,19 +310,17 @@ class Classifier:
     ) -> ClassifyResult:
         """Classify one uploaded image."""
         request_id = uuid.uuid4().hex
-        try:
+
+        async def work() -> list[ClassifyResult]:
             params = build_params(
                 protocol=protocol, taxonomy=taxonomy, candidates=candidates, top_k=top_k,
                 seed=seed, num_options=num_options, max_new_tokens=max_new_tokens,
             )
             data = await anyio.Path(image).read_bytes()
-            results = await cancel_on_disconnect(ctx.request, self.classify_images([data], params, "http", [request_id]))
-        except ServiceError as error:
-            error.request_id = error.request_id or request_id
-            return self._error_response(ctx, error)  # type: ignore[return-value]
-        except ClientDisconnected:
-            return self._client_gone(ctx, [request_id])  # type: ignore[return-value]
-        return results[0]
+            return await self.classify_images([data], params, "http", [request_id])
+
+        outcome = await self._serve_http(ctx, [request_id], work())
+        return outcome if isinstance(outcome, JSONResponse) else outcome[0]  # type: ignore[return-value]
 
     @bentoml.api(route="/classify_url")
     async def classify_url(
@@ -339,25 +337,35 @@ class Classifier:
     ) -> ClassifyResult:
         """Classify an image fetched from a URL; disabled unless the fetch section allows it."""
         request_id = uuid.uuid4().hex
-        try:
+
+        async def work() -> list[ClassifyResult]:
             params = build_params(
                 protocol=protocol, taxonomy=taxonomy, candidates=candidates, top_k=top_k,
                 seed=seed, num_options=num_options, max_new_tokens=max_new_tokens,
             )
             data = await self._fetch_image(image_url, request_id)
-            results = await cancel_on_disconnect(ctx.request, self.classify_images([data], params, "http", [request_id]))
+            return await self.classify_images([data], params, "http", [request_id])
+
+        outcome = await self._serve_http(ctx, [request_id], work())
+        return outcome if isinstance(outcome, JSONResponse) else outcome[0]  # type: ignore[return-value]
+
+    async def _serve_http(
+        self, ctx: bentoml.Context, request_ids: list[str], work: Awaitable[list[ClassifyResult]]
+    ) -> list[ClassifyResult] | JSONResponse:
+        """Await an endpoint's work while its client stays connected; turn a ServiceError or a disconnect into the response."""
+        try:
+            return await cancel_on_disconnect(ctx.request, work)
         except ServiceError as error:
-            error.request_id = error.request_id or request_id
-            return self._error_response(ctx, error)  # type: ignore[return-value]
+            error.request_id = error.request_id or (request_ids[0] if request_ids else None)
+            return self._error_response(ctx, error)
         except ClientDisconnected:
-            return self._client_gone(ctx, [request_id])  # type: ignore[return-value]
-        return results[0]
+            return self._client_gone(ctx, request_ids)
 
     @staticmethod
     def _error_response(ctx: bentoml.Context, error: ServiceError) -> JSONResponse:
-        # An API with a ctx parameter gets the status and extra headers of
-        # ctx.response in BentoML 1.4.40 (api_endpoint in _bentoml_impl/server/app.py),
-        # whatever the returned response says.
+        # In BentoML 1.4.40 (api_endpoint in _bentoml_impl/server/app.py) an API
+        # with a ctx parameter responds with ctx.response's status and extra
+        # headers, not with those of the returned response.
         response = error.to_response()
         ctx.response.status_code = response.status_code
         if "retry-after" in response.headers:
@@ -367,9 +375,11 @@ class Classifier:
     def _client_gone(self, ctx: bentoml.Context, request_ids: list[str]) -> JSONResponse:
         logger.info("requests %s: client disconnected, work cancelled", ", ".join(request_ids))
         metrics.ERRORS.labels(reason="client_disconnected", transport="http").inc()
-        # Nobody reads this response; 499 is the usual status for it in access logs.
+        # The client is gone and never reads this response. 499 is the usual
+        # status for it in access logs.
         ctx.response.status_code = 499
-        return JSONResponse({"error": "client disconnected", "field": None, "request_id": request_ids[0]}, status_code=499)
+        body = {"error": "client disconnected", "field": None, "request_id": request_ids[0] if request_ids else None}
+        return JSONResponse(body, status_code=499)
 
     async def _fetch_image(self, image_url: str, request_id: str) -> bytes:
         """Return the image fetched from image_url, or raise a 400 naming why it was not fetched."""
@@ -394,7 +404,8 @@ class Classifier:
     ) -> BatchClassifyResult:
         """Classify several images with the same settings; results keep the upload order."""
         request_ids = [uuid.uuid4().hex for _ in images]
-        try:
+
+        async def work() -> list[ClassifyResult]:
             if not images:
                 raise invalid_image("no images were uploaded", "images")
             if len(images) > self.config.limits.max_images_per_request:
@@ -407,13 +418,10 @@ class Classifier:
                 seed=seed, num_options=num_options, max_new_tokens=max_new_tokens,
             )
             uploads = [await anyio.Path(path).read_bytes() for path in images]
-            results = await cancel_on_disconnect(ctx.request, self.classify_images(uploads, params, "http", request_ids))
-        except ClientDisconnected:
-            return self._client_gone(ctx, request_ids)  # type: ignore[return-value]
-        except ServiceError as error:
-            error.request_id = error.request_id or request_ids[0] if request_ids else None
-            return self._error_response(ctx, error)  # type: ignore[return-value]
-        return BatchClassifyResult(results=results)
+            return await self.classify_images(uploads, params, "http", request_ids)
+
+        outcome = await self._serve_http(ctx, request_ids, work())
+        return outcome if isinstance(outcome, JSONResponse) else BatchClassifyResult(results=outcome)  # type: ignore[return-value]
 
 
 # BentoML applies these in order, outermost first: requests without a valid

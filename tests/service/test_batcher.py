@@ -32,8 +32,12 @@ class FakeModel:
         return [item * 2 for item in items]
 
 
-async def wait_for_batch_start(model: FakeModel) -> None:
+async def start_held_batch(batcher: AdaptiveBatcher, model: FakeModel) -> asyncio.Task:
+    """Submit item 0 and return its task once its batch is running and held."""
+    model.hold.clear()
+    first = asyncio.create_task(batcher.submit(0))
     await asyncio.to_thread(model.started.wait, 10)
+    return first
 
 
 def test_lone_item_runs_alone_at_once() -> None:
@@ -51,12 +55,9 @@ def test_lone_item_runs_alone_at_once() -> None:
 
 def test_queued_items_share_next_batch() -> None:
     model = FakeModel()
-    model.hold.clear()
-
     async def main() -> list[int]:
         batcher = AdaptiveBatcher(model, max_batch_size=4, max_latency_s=10)
-        first = asyncio.create_task(batcher.submit(0))
-        await wait_for_batch_start(model)
+        first = await start_held_batch(batcher, model)
         rest = [asyncio.create_task(batcher.submit(item)) for item in range(1, 7)]
         await asyncio.sleep(0.05)
         model.hold.set()
@@ -71,12 +72,9 @@ def test_queued_items_share_next_batch() -> None:
 
 def test_failed_batch_fails_only_its_items() -> None:
     model = FakeModel(fail_on=1)
-    model.hold.clear()
-
     async def main() -> tuple[list, int]:
         batcher = AdaptiveBatcher(model, max_batch_size=2, max_latency_s=10)
-        first = asyncio.create_task(batcher.submit(0))
-        await wait_for_batch_start(model)
+        first = await start_held_batch(batcher, model)
         failing = [asyncio.create_task(batcher.submit(item)) for item in (1, 2)]
         survivor = asyncio.create_task(batcher.submit(3))
         await asyncio.sleep(0.05)
@@ -95,19 +93,16 @@ def test_failed_batch_fails_only_its_items() -> None:
 
 def test_cancelled_items_never_reach_the_model() -> None:
     model = FakeModel()
-    model.hold.clear()
-
     async def main() -> list[int]:
         batcher = AdaptiveBatcher(model, max_batch_size=8, max_latency_s=10)
-        first = asyncio.create_task(batcher.submit(0))
-        await wait_for_batch_start(model)
+        first = await start_held_batch(batcher, model)
         cancelled = asyncio.create_task(batcher.submit(1))
-        kept = asyncio.create_task(batcher.submit(2))
+        remaining = asyncio.create_task(batcher.submit(2))
         await asyncio.sleep(0.01)
         cancelled.cancel()
         await asyncio.sleep(0.01)
         model.hold.set()
-        results = await asyncio.gather(first, kept)
+        results = await asyncio.gather(first, remaining)
         await batcher.close()
         return results
 
@@ -117,12 +112,9 @@ def test_cancelled_items_never_reach_the_model() -> None:
 
 def test_deadline_fails_queued_items_on_time() -> None:
     model = FakeModel()
-    model.hold.clear()
-
     async def main() -> tuple:
         batcher = AdaptiveBatcher(model, max_batch_size=8, max_latency_s=0.05)
-        first = asyncio.create_task(batcher.submit(0))
-        await wait_for_batch_start(model)
+        first = await start_held_batch(batcher, model)
         late = asyncio.create_task(batcher.submit(1))
         await asyncio.sleep(0.3)
         # The deadline fires while the first batch is still running.
@@ -146,12 +138,9 @@ def test_deadline_fails_queued_items_on_time() -> None:
 
 def test_close_finishes_running_batch() -> None:
     model = FakeModel()
-    model.hold.clear()
-
     async def main() -> list:
         batcher = AdaptiveBatcher(model, max_batch_size=8, max_latency_s=10)
-        first = asyncio.create_task(batcher.submit(0))
-        await wait_for_batch_start(model)
+        first = await start_held_batch(batcher, model)
         queued = asyncio.create_task(batcher.submit(1))
         await asyncio.sleep(0.01)
         closing = asyncio.create_task(batcher.close(grace_s=10))
@@ -174,12 +163,9 @@ def test_close_finishes_running_batch() -> None:
 
 def test_close_cuts_off_a_batch_past_its_grace() -> None:
     model = FakeModel()
-    model.hold.clear()
-
     async def main() -> object:
         batcher = AdaptiveBatcher(model, max_batch_size=8, max_latency_s=10)
-        first = asyncio.create_task(batcher.submit(0))
-        await wait_for_batch_start(model)
+        first = await start_held_batch(batcher, model)
         await batcher.close(grace_s=0.05)
         model.hold.set()
         return (await asyncio.gather(first, return_exceptions=True))[0]
